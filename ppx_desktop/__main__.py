@@ -1,0 +1,3 @@
+from ppx_desktop.cli import main
+
+raise SystemExit(main())

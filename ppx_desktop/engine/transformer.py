@@ -1,0 +1,272 @@
+"""Streaming transformer shared by the Mimi codec and the language model.
+
+Pieces: RMSNorm computed in float32, LayerNorm, LayerScale, interleaved RoPE, the GELU MLP (Mimi),
+the SiLU-gated FFN (LM), causal self-attention over a ring KV cache, and a layer stack.
+
+Streaming state is explicit (`TransformerState`), allocated once with fixed shapes and updated in
+place, so a step has no host synchronisation and no Python branch on tensor values: it can be
+captured in a CUDA graph.
+
+Reference parity: the reference's ring cache labels the slot that holds the oldest key with a
+future position, so once the ring is full a query sees `capacity - 1` keys, not `capacity`.
+We reproduce that labelling (`ring_positions`) because PersonaPlex was run, and presumably tuned,
+with it; `exact_window=True` gives the trained window instead.
+"""
+
+from __future__ import annotations
+
+import math
+import typing as tp
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """RMS normalisation in float32 (`rms_norm_f32`), eps 1e-8, parameter `alpha` [1, 1, D]."""
+
+    def __init__(self, dim: int, eps: float = 1e-8, device=None, dtype=None):
+        super().__init__()
+        self.eps = eps
+        self.alpha = nn.Parameter(torch.ones(1, 1, dim, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_dtype = x.dtype
+        x = x.float()
+        var = self.eps + torch.mean(x * x, dim=-1, keepdim=True)
+        # alpha * rsqrt first, then x: the reference's multiply order, for bit-level parity.
+        return (x * (self.alpha.float() * torch.rsqrt(var))).to(x_dtype)
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, device=None, dtype=None):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), 0.01, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * x
+
+
+class GatedFFN(nn.Module):
+    """SiLU-gated feed-forward: the first half of `linear_in` is the gate, the second the value."""
+
+    def __init__(self, dim: int, hidden: int, device=None, dtype=None):
+        super().__init__()
+        self.linear_in = nn.Linear(dim, 2 * hidden, bias=False, device=device, dtype=dtype)
+        self.linear_out = nn.Linear(hidden, dim, bias=False, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.linear_in(x)
+        h = h.view(*h.shape[:-1], 2, -1)  # [B, T, 2, H]
+        return self.linear_out(F.silu(h[..., 0, :]) * h[..., 1, :])
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, max_period: float):
+    """Interleaved rotary embedding of q and k `[B, H, T, D]` at float positions `[T]`.
+
+    Computed in float32 and cast back, pairs (2i, 2i+1) are (real, imaginary).
+    """
+    D = q.shape[-1]
+    ds = torch.arange(D // 2, device=q.device, dtype=torch.float32)
+    freqs = torch.exp(ds * (-math.log(max_period) * 2 / D))
+    angles = freqs * positions.view(-1, 1)  # [T, D/2]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x2 = x.view(*x.shape[:-1], D // 2, 2)
+        xr, xi = x2[..., 0].float(), x2[..., 1].float()
+        out = torch.stack([(xr * cos - xi * sin).to(x.dtype), (xr * sin + xi * cos).to(x.dtype)], dim=-1)
+        return out.view(x.shape)
+
+    return rotate(q), rotate(k)
+
+
+def ring_positions(end: torch.Tensor, capacity: int, exact_window: bool = False) -> torch.Tensor:
+    """Position label of every slot of a ring after `end` keys were written (-1: empty slot).
+
+    The reference labels slot `end % capacity`, which holds the oldest key, with position `end`
+    (in the future, hence masked); `exact_window` labels it with its true position instead.
+    """
+    slots = torch.arange(capacity, device=end.device, dtype=torch.long)
+    delta = slots - end % capacity
+    if exact_window:
+        positions = torch.where(delta < 0, end + delta, end + delta - capacity)
+    else:
+        positions = torch.where(delta <= 0, end + delta, end + delta - capacity)
+    return torch.where(slots >= end, torch.full_like(positions, -1), positions)
+
+
+@dataclass
+class TransformerState:
+    """Streaming state of a transformer stack: per-layer ring KV caches and the position counter.
+
+    `offset` counts the tokens written since the last reset; it is the RoPE position of the next
+    token and the ring's end pointer (one device tensor, so no host sync).
+    """
+
+    keys: list[torch.Tensor]  # per layer [B, H, C, D]
+    values: list[torch.Tensor]
+    offset: torch.Tensor  # [1] int64
+
+    def reset(self) -> None:
+        # Stale cache contents stay: every slot is masked until written again.
+        self.offset.zero_()
+
+    def clone(self) -> TransformerState:
+        return TransformerState(
+            [k.clone() for k in self.keys], [v.clone() for v in self.values], self.offset.clone()
+        )
+
+    def copy_(self, other: TransformerState) -> None:
+        for dst, src in zip(self.keys + self.values, other.keys + other.values):
+            dst.copy_(src)
+        self.offset.copy_(other.offset)
+
+
+class StreamingAttention(nn.Module):
+    """Causal multi-head self-attention, no biases, optional RoPE and optional weights per step.
+
+    Args:
+        dim: model width; `num_heads` heads of `dim // num_heads`.
+        context: a query sees at most this many keys (None: unlimited).
+        rope_max_period: RoPE max period, None for no positional encoding.
+        weights_per_step: number of weight sets (depformer), 0 for shared weights.
+    """
+
+    def __init__(self, dim: int, num_heads: int, context: int | None, rope_max_period: float | None,
+                 weights_per_step: int = 0, device=None, dtype=None):
+        super().__init__()
+        self.dim, self.num_heads = dim, num_heads
+        self.context = context
+        self.rope_max_period = rope_max_period
+        self.weights_per_step = weights_per_step
+        mult = max(weights_per_step, 1)
+        self.in_proj_weight = nn.Parameter(torch.empty(mult * 3 * dim, dim, device=device, dtype=dtype))
+        self.out_proj = nn.Linear(dim, mult * dim, bias=False, device=device, dtype=dtype)
+        if not self.in_proj_weight.is_meta:
+            nn.init.normal_(self.in_proj_weight, std=dim**-0.5)
+
+    def _project_in(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        if not self.weights_per_step:
+            return F.linear(x, self.in_proj_weight)
+        return F.linear(x, self.in_proj_weight.view(self.weights_per_step, 3 * self.dim, self.dim)[step])
+
+    def _project_out(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        if not self.weights_per_step:
+            return self.out_proj(x)
+        return F.linear(x, self.out_proj.weight.view(self.weights_per_step, self.dim, self.dim)[step])
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
+                offset: torch.Tensor | None = None, step: int = 0, exact_window: bool = False) -> torch.Tensor:
+        """x `[B, T, D]`; with `cache` (k, v `[B, H, C, Dh]`) and `offset`, streams T new tokens."""
+        B, T, _ = x.shape
+        H = self.num_heads
+        qkv = self._project_in(x, step).view(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)  # [3, B, H, T, Dh]
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if offset is None:
+            offset = torch.zeros(1, dtype=torch.long, device=x.device)
+        pos_q = offset + torch.arange(T, device=x.device, dtype=torch.long)  # [T]
+        if self.rope_max_period is not None:
+            q, k = apply_rope(q, k, offset.float() + torch.arange(T, device=x.device, dtype=torch.float32),
+                              self.rope_max_period)
+        if cache is None:
+            pos_k = pos_q
+        else:
+            k_cache, v_cache = cache
+            capacity = k_cache.shape[2]
+            slots = pos_q % capacity
+            k_cache.index_copy_(2, slots, k)
+            v_cache.index_copy_(2, slots, v)
+            k, v = k_cache, v_cache
+            pos_k = ring_positions(offset + T, capacity, exact_window)
+        delta = pos_q.view(-1, 1) - pos_k.view(1, -1)  # [T, S]
+        mask = (pos_k.view(1, -1) >= 0) & (delta >= 0)
+        if self.context is not None:
+            mask = mask & (delta < self.context)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, Dh]
+        out = out.transpose(1, 2).reshape(B, T, self.dim)
+        return self._project_out(out, step)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm layer: x + LS1(attn(norm1(x))), then x + LS2(ffn(norm2(x))).
+
+    Mimi flavour: LayerNorm, LayerScale, GELU MLP (`linear1`, `linear2`).
+    LM flavour: RMSNorm (float32), no LayerScale, SiLU-gated FFN (`gating`, one per step if
+    `weights_per_step`).
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, flavour: str, ffn_dim: int, context: int | None,
+                 rope_max_period: float | None, weights_per_step: int = 0, device=None, dtype=None):
+        super().__init__()
+        kw = dict(device=device, dtype=dtype)
+        self.flavour = flavour
+        self.self_attn = StreamingAttention(dim, num_heads, context, rope_max_period, weights_per_step, **kw)
+        if flavour == "mimi":
+            self.norm1 = nn.LayerNorm(dim, eps=1e-5, **kw)
+            self.norm2 = nn.LayerNorm(dim, eps=1e-5, **kw)
+            self.linear1 = nn.Linear(dim, ffn_dim, bias=False, **kw)
+            self.linear2 = nn.Linear(ffn_dim, dim, bias=False, **kw)
+            self.layer_scale_1 = LayerScale(dim, **kw)
+            self.layer_scale_2 = LayerScale(dim, **kw)
+        elif flavour == "lm":
+            # RMSNorm alphas are created in float32, as in the reference; loading casts them.
+            self.norm1 = RMSNorm(dim, device=device)
+            self.norm2 = RMSNorm(dim, device=device)
+            if weights_per_step:
+                self.gating = nn.ModuleList(GatedFFN(dim, ffn_dim, **kw) for _ in range(weights_per_step))
+            else:
+                self.gating = GatedFFN(dim, ffn_dim, **kw)
+        else:
+            raise ValueError(flavour)
+        self.weights_per_step = weights_per_step
+
+    def _ffn(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        if self.flavour == "mimi":
+            return self.layer_scale_2(self.linear2(F.gelu(self.linear1(x))))
+        if self.weights_per_step:
+            return self.gating[step](x)
+        return self.gating(x)
+
+    def forward(self, x: torch.Tensor, cache=None, offset=None, step: int = 0, exact_window: bool = False):
+        h = self.self_attn(self.norm1(x), cache, offset, step, exact_window)
+        if self.flavour == "mimi":
+            h = self.layer_scale_1(h)
+        x = x + h
+        return x + self._ffn(self.norm2(x), step)
+
+
+class Transformer(nn.Module):
+    """A stack of `TransformerLayer`s (key prefix `layers.i.`), streaming or whole-sequence."""
+
+    def __init__(self, dim: int, num_heads: int, num_layers: int, **layer_kwargs: tp.Any):
+        super().__init__()
+        self.dim, self.num_heads = dim, num_heads
+        self.layers = nn.ModuleList(TransformerLayer(dim, num_heads, **layer_kwargs) for _ in range(num_layers))
+
+    def init_state(self, batch_size: int, capacity: int, device=None, dtype=None) -> TransformerState:
+        """Preallocates the ring caches (`capacity` slots per layer)."""
+        p = next(self.parameters())
+        device = p.device if device is None else device
+        dtype = p.dtype if dtype is None else dtype
+        shape = (batch_size, self.num_heads, capacity, self.dim // self.num_heads)
+        n = len(self.layers)
+        return TransformerState(
+            keys=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(n)],
+            values=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(n)],
+            offset=torch.zeros(1, dtype=torch.long, device=device),
+        )
+
+    def forward(self, x: torch.Tensor, state: TransformerState | None = None, step: int = 0,
+                exact_window: bool = False) -> torch.Tensor:
+        """x `[B, T, D]`. Without state: positions 0..T-1, causal, window `context`."""
+        for i, layer in enumerate(self.layers):
+            if state is None:
+                x = layer(x, step=step)
+            else:
+                x = layer(x, (state.keys[i], state.values[i]), state.offset, step, exact_window)
+        if state is not None:
+            state.offset.add_(x.shape[1])
+        return x
