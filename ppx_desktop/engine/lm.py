@@ -1,0 +1,101 @@
+"""The PersonaPlex language model: temporal transformer over 17 token streams plus the depformer.
+
+Forward passes only; the token cache, delays and sampling loop live in `generator.py`.
+Module and parameter names follow the official `model.safetensors` keys exactly.
+
+Streams: 0 text, 1..8 agent audio codebooks, 9..16 user audio codebooks.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import LMConfig
+from .transformer import RMSNorm, Transformer, TransformerState
+
+ZERO_TOKEN = -1  # embeds to an exact zero vector
+UNGENERATED_TOKEN = -2
+
+
+class ScaledEmbedding(nn.Embedding):
+    """Embedding where token -1 gives an exact zero vector (other negatives clamp to 0)."""
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        y = super().forward(tokens.clamp(min=0))
+        return torch.where((tokens == ZERO_TOKEN)[..., None], torch.zeros((), dtype=y.dtype, device=y.device), y)
+
+
+class LMModel(nn.Module):
+    def __init__(self, cfg: LMConfig, device=None, dtype=None):
+        super().__init__()
+        self.cfg = cfg
+        kw = dict(device=device, dtype=dtype)
+        self.emb = nn.ModuleList(ScaledEmbedding(cfg.card + 1, cfg.dim, **kw) for _ in range(cfg.n_q))
+        self.text_emb = ScaledEmbedding(cfg.text_card + 1, cfg.dim, **kw)
+        self.transformer = Transformer(
+            cfg.dim, cfg.num_heads, cfg.num_layers, flavour="lm", ffn_dim=cfg.hidden_dim,
+            context=cfg.context, rope_max_period=cfg.max_period, **kw,
+        )
+        self.out_norm = RMSNorm(cfg.dim, device=device)
+        self.text_linear = nn.Linear(cfg.dim, cfg.text_out_card, bias=False, **kw)
+        # Depformer: one input projection, FFN and attention weight block per codebook step, no
+        # positional encoding, no context limit (its cache holds one slot per step).
+        self.depformer_in = nn.ModuleList(
+            nn.Linear(cfg.dim, cfg.depformer_dim, bias=False, **kw) for _ in range(cfg.dep_q)
+        )
+        self.depformer_emb = nn.ModuleList(
+            ScaledEmbedding(cfg.card + 1, cfg.depformer_dim, **kw) for _ in range(cfg.dep_q - 1)
+        )
+        self.depformer_text_emb = ScaledEmbedding(cfg.text_card + 1, cfg.depformer_dim, **kw)
+        self.depformer = Transformer(
+            cfg.depformer_dim, cfg.depformer_num_heads, cfg.depformer_num_layers, flavour="lm",
+            ffn_dim=cfg.depformer_hidden_dim, context=None, rope_max_period=None,
+            weights_per_step=cfg.dep_q, **kw,
+        )
+        self.linears = nn.ModuleList(nn.Linear(cfg.depformer_dim, cfg.card, bias=False, **kw) for _ in range(cfg.dep_q))
+
+    @property
+    def initial_tokens(self) -> list[int]:
+        """Initial token per stream: text_card for text, card for audio."""
+        return [self.cfg.text_card] + [self.cfg.card] * self.cfg.n_q
+
+    def init_state(self, batch_size: int) -> tuple[TransformerState, TransformerState]:
+        """Preallocated streaming state: temporal ring cache and the per-frame depformer cache."""
+        return (self.transformer.init_state(batch_size, self.cfg.context),
+                self.depformer.init_state(batch_size, self.cfg.dep_q))
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sum of the 17 stream embeddings, tokens `[B, 17, T]` -> `[B, T, dim]`.
+
+        Audio streams are summed in order and the text embedding is added last: the reference's
+        order, which matters for bit parity (and for rounding in bf16).
+        """
+        h = self.emb[0](tokens[:, 1])
+        for i in range(1, self.cfg.n_q):
+            h = h + self.emb[i](tokens[:, i + 1])
+        return h + self.text_emb(tokens[:, 0])
+
+    def temporal(self, h: torch.Tensor, state: TransformerState | None = None,
+                 exact_window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding sum `[B, T, dim]` -> (normalised output z `[B, T, dim]`, text logits `[B, T, text_card]`)."""
+        z = self.out_norm(self.transformer(h, state, exact_window=exact_window))
+        return z, self.text_linear(z)
+
+    def depformer_step(self, n: int, z: torch.Tensor, prev_token: torch.Tensor,
+                       state: TransformerState) -> torch.Tensor:
+        """Sub-step `n` (predicts stream n + 1): z `[B, 1, dim]`, prev_token `[B]` -> logits `[B, card]`.
+
+        `prev_token` is the text token for n = 0, else the token of stream n. The caller resets
+        `state` before sub-step 0 of every frame.
+        """
+        emb = self.depformer_text_emb if n == 0 else self.depformer_emb[n - 1]
+        x = self.depformer_in[n](z) + emb(prev_token[:, None])
+        y = self.depformer(x, state, step=n)
+        return self.linears[n](y)[:, 0]
+
+    def depformer_logits_forced(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced depformer over a whole frame, for tests: z `[B, 1, dim]`, tokens `[B, 17]`
+        (text, then the streams fed to sub-steps 1..) -> logits `[B, dep_q, card]`."""
+        _, dep = self.init_state(z.shape[0])
+        return torch.stack([self.depformer_step(n, z, tokens[:, n], dep) for n in range(self.cfg.dep_q)], dim=1)

@@ -1,0 +1,152 @@
+"""PersonaPlex prompt phases: voice prompt, silence, text (persona) prompt, silence.
+
+Every stream is forced during the prompts, so they only build the temporal transformer's cache.
+The voice prompt comes from a WAV (encoded by Mimi frame by frame) or from a `.pt` file holding
+the temporal inputs of that phase (replayed) plus the token cache after it.
+"""
+
+from __future__ import annotations
+
+import pickle
+import typing as tp
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import FRAME_SIZE, PromptConfig
+from .generator import TEXT_PAD, Generator, GenState
+
+SILENCE_FRAMES = 6  # int(0.5 s * 12.5 Hz), after the voice prompt and after the text prompt
+
+
+class VoiceError(ValueError):
+    """A voice prompt cannot be used; the message says why and what to do."""
+
+
+@dataclass
+class VoicePrompt:
+    """A voice prompt: either audio frames to encode, or a replay of precomputed embeddings."""
+
+    name: str
+    frames: np.ndarray | None = None  # [N, 1920], loudness-normalised 24 kHz audio
+    embeddings: torch.Tensor | None = None  # [N - 1, 1, 1, dim], temporal inputs of the voice phase
+    cache: torch.Tensor | None = None  # [1, 17, 4] token cache after the voice phase
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames) if self.frames is not None else len(self.embeddings) + 1
+
+
+def load_voice_audio(path: str | Path) -> VoicePrompt:
+    """A voice prompt from an audio file: 24 kHz mono, normalised to -24 LUFS (ITU-R BS.1770)."""
+    from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
+
+    try:
+        audio = normalize_loudness(read_audio(path))
+    except AudioFileError as exc:
+        raise VoiceError(f"voice prompt {path}: {exc}") from exc
+    return VoicePrompt(name=Path(path).stem, frames=frames(audio, FRAME_SIZE))
+
+
+def load_voice_file(path: str | Path, dim: int | None = None, num_streams: int = 17) -> VoicePrompt:
+    """A voice prompt from a `.pt` file ({"embeddings": [N-1, 1, 1, dim], "cache": [1, 17, 4]}).
+
+    Loaded with `weights_only=True`: a file that carries arbitrary pickled objects (which could
+    run code) is refused. Tensors are mapped to the CPU, so files saved from a GPU load anywhere.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VoiceError(f"voice file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise VoiceError(
+            f"{path} was refused: it contains Python objects other than tensors, which could run code "
+            "when loaded. Only use voice files from a source you trust, or recreate it with "
+            "`ppx-desktop voices add`."
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise VoiceError(f"{path} is not a readable voice file ({exc})") from exc
+    if not isinstance(data, dict) or not {"embeddings", "cache"} <= set(data):
+        raise VoiceError(f"{path} is not a voice file: expected the keys 'embeddings' and 'cache'")
+    emb, cache = data["embeddings"], data["cache"]
+    if not (isinstance(emb, torch.Tensor) and emb.dim() == 4 and emb.shape[1:3] == (1, 1) and len(emb) >= 1
+            and emb.is_floating_point()):
+        raise VoiceError(f"{path}: 'embeddings' must be a float tensor [N, 1, 1, dim]")
+    if dim is not None and emb.shape[-1] != dim:
+        raise VoiceError(f"{path} was made for a model of width {emb.shape[-1]}, this model has {dim}")
+    if not (isinstance(cache, torch.Tensor) and cache.dtype == torch.long and cache.dim() == 3
+            and cache.shape[:2] == (1, num_streams)):
+        raise VoiceError(f"{path}: 'cache' must be an int64 tensor [1, {num_streams}, columns]")
+    if not torch.isfinite(emb).all():
+        raise VoiceError(f"{path}: 'embeddings' contain NaN or infinite values")
+    return VoicePrompt(name=path.stem, embeddings=emb, cache=cache)
+
+
+def save_voice_file(path: str | Path, embeddings: torch.Tensor, cache: torch.Tensor) -> None:
+    """Writes a `.pt` voice file in the presets' format, atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save({"embeddings": embeddings.detach().cpu(), "cache": cache.detach().cpu()}, tmp)
+    tmp.replace(path)
+
+
+def _const(tokens: tp.Sequence[int], device) -> torch.Tensor:
+    return torch.tensor(list(tokens), dtype=torch.long, device=device).view(1, -1, 1)
+
+
+def run_prompts(gen: Generator, state: GenState, prompt_cfg: PromptConfig, *, mimi=None,
+                voice: VoicePrompt | None = None, text_tokens: tp.Sequence[int] = (),
+                silence_frames: int = SILENCE_FRAMES, collect_embeddings: bool = False,
+                progress: tp.Callable[[int, int], None] | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Resets `state` and runs the prompt phases.
+
+    With `collect_embeddings` and an audio voice prompt, returns what a `.pt` voice file holds:
+    the voice phase's temporal inputs `[N - 1, 1, 1, dim]` and the token cache after it.
+
+    `mimi` is needed only for an audio voice prompt; `progress(done, total)` is called per step.
+    """
+    state.reset()
+    device = state.cache.device
+    sine, silence = _const(prompt_cfg.sine_tokens, device), _const(prompt_cfg.silence_tokens, device)
+    n_voice = 0
+    if voice is not None:
+        n_voice = len(voice.embeddings) if voice.embeddings is not None else len(voice.frames)
+    total = n_voice + 2 * silence_frames + len(text_tokens)
+    done = 0
+
+    def tick():
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    collected, voice_cache = [], None
+    if voice is not None and voice.embeddings is not None:
+        dtype = next(gen.lm.parameters()).dtype
+        for e in voice.embeddings:
+            gen.step_embeddings(state, e.to(device=device, dtype=dtype).view(1, 1, -1))
+            tick()
+        state.cache.copy_(voice.cache.to(device))
+    elif voice is not None:
+        if mimi is None:
+            raise ValueError("an audio voice prompt needs the Mimi codec")
+        enc = mimi.init_encoder_state(1)
+        for frame in voice.frames:
+            x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device).view(1, 1, -1)
+            codes = mimi.encode_step(x, enc)
+            out = gen.step(state, user=sine, agent=codes, text=TEXT_PAD, return_embeddings=collect_embeddings)
+            if out is not None and collect_embeddings:
+                collected.append(out.embeddings)
+            tick()
+        voice_cache = state.cache.clone()
+    for tokens in ([TEXT_PAD] * silence_frames, list(text_tokens), [TEXT_PAD] * silence_frames):
+        for tok in tokens:
+            gen.step(state, user=sine, agent=silence, text=int(tok))
+            tick()
+    if collect_embeddings and collected:
+        return torch.stack(collected, dim=0), voice_cache
+    return None

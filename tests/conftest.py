@@ -1,0 +1,49 @@
+"""Shared test fixtures: the reference's tiny random models and golden outputs in tests/fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ppx_desktop.engine.config import ModelConfig
+
+# Tiny models: one thread is faster (no OpenMP hand-offs on 2 shared cores) and is what the
+# reference goldens were made with.
+torch.set_num_threads(1)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+# The reference's SILENCE/SINE frames reduced mod 32 for the tiny codebooks, as the fixtures used.
+TINY_SILENCE = [20, 19, 26, 2, 8, 6, 26, 24]
+TINY_SINE = [14, 20, 29, 11, 7, 23, 24, 24]
+
+
+def tiny_config_dict() -> dict:
+    mimi = json.loads((FIXTURES / "tiny_mimi_config.json").read_text())
+    lm = json.loads((FIXTURES / "tiny_lm_config.json").read_text())
+    return {
+        "format": 1,
+        "mimi": {"seanet": mimi["_seanet_kwargs"], "quantizer": mimi["_quantizer_kwargs"],
+                 "transformer": mimi["_transformer_kwargs"], "num_codebooks": 8},
+        "lm": lm["_lm_kwargs"],
+        "prompt": {"silence_tokens": TINY_SILENCE, "sine_tokens": TINY_SINE},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> ModelConfig:
+    return ModelConfig.from_dict(tiny_config_dict(), source="tiny fixture config")
+
+
+def load_golden(name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(FIXTURES / name))
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield

@@ -1,0 +1,149 @@
+"""Parity of the language model and the streaming generator with the reference's goldens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import FIXTURES, load_golden
+
+from ppx_desktop.engine.checkpoint import lm_plan, load_weights
+from ppx_desktop.engine.config import LMConfig
+from ppx_desktop.engine.generator import Generator, GeneratorOptions
+from ppx_desktop.engine.lm import LMModel
+from ppx_desktop.engine.sampling import SamplingConfig
+
+REFERENCE_WORK = GeneratorOptions(skip_forced_depformer=False, skip_forced_frames=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_config) -> LMModel:
+    lm = LMModel(tiny_config.lm, device="meta")
+    load_weights(lm, FIXTURES / "tiny_lm.safetensors", device="cpu", dtype=torch.float32, plan_fn=lm_plan)
+    return lm.eval()
+
+
+def test_full_size_lm_consumes_every_manifest_key():
+    manifest = json.loads((FIXTURES / "manifest_personaplex_lm.json").read_text())
+    lm = LMModel(LMConfig(), device="meta", dtype=torch.bfloat16)
+    ours = {k: list(v.shape) for k, v in lm.state_dict().items()}
+    theirs = {k["name"]: k["shape"] for k in manifest["keys"]}
+    assert len(theirs) == manifest["num_keys"] == 475
+    assert ours == theirs
+    assert sum(v.numel() for v in lm.state_dict().values()) == manifest["num_params"]
+
+
+def test_teacher_forced_logits(tiny_lm):
+    g = load_golden("lm_teacher_forced.safetensors")
+    tokens = g["tokens"]
+    gen = Generator(tiny_lm, SamplingConfig.greedy(), REFERENCE_WORK)
+    state = gen.init_state(1)
+    text_logits, audio_logits, outs = [], [], []
+    for t in range(tokens.shape[-1]):
+        out = gen.step(state, user=tokens[:, 9:17, t:t + 1], agent=tokens[:, 1:9, t:t + 1],
+                       text=int(tokens[0, 0, t]), return_logits=True)
+        if t == 0:
+            assert out is None
+            continue
+        text_logits.append(out.text_logits[0])
+        audio_logits.append(out.audio_logits[0])
+        if out.tokens is not None:
+            outs.append(out.tokens[0, :, 0])
+    torch.testing.assert_close(torch.stack(text_logits), g["text_logits"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(torch.stack(audio_logits), g["audio_logits"], atol=1e-5, rtol=1e-4)
+    assert torch.equal(torch.stack(outs), g["out_tokens"])
+
+
+def replay_session(gen: Generator, g: dict[str, torch.Tensor], return_logits: bool = True):
+    """Drives the generator with a session's recorded LMGen calls; yields (index, output)."""
+    state = gen.init_state(1)
+    phases = g["step_phase"].tolist()
+    kinds = g["step_kind"].tolist()
+    emb_index = 0
+    for i, phase in enumerate(phases):
+        if i > 0 and phases[i - 1] == 0 and phase != 0:
+            state.reset()  # session start after the warmup
+        if kinds[i] == 1:
+            out = gen.step_embeddings(state, g["voice_prompt_embeddings"][emb_index].view(1, 1, -1),
+                                      return_logits=return_logits)
+            emb_index += 1
+            if i + 1 < len(phases) and kinds[i + 1] != 1:
+                state.cache.copy_(g["voice_prompt_cache"])
+        else:
+            user = g["step_input_tokens"][i].view(1, 8, 1) if g["step_input_tokens_given"][i] else None
+            agent = g["step_moshi_tokens"][i].view(1, 8, 1) if g["step_moshi_tokens_given"][i] else None
+            text = int(g["step_text_token"][i]) if g["step_text_token_given"][i] else None
+            out = gen.step(state, user=user, agent=agent, text=text, return_logits=return_logits)
+        assert state.offset == int(g["step_offset_after"][i]), i
+        if i + 1 < len(phases) and phase in (1, 2, 3, 4) and phases[i + 1] == 5:
+            yield "after_prompts", state
+        yield i, out
+
+
+@pytest.mark.parametrize("session", ["A", "B", "C"])
+def test_session_replay_matches_reference(tiny_lm, session):
+    g = load_golden(f"session_{session}.safetensors")
+    gen = Generator(tiny_lm, SamplingConfig.greedy(), REFERENCE_WORK)
+    for i, out in replay_session(gen, g):
+        if i == "after_prompts":
+            assert torch.equal(out.cache, g["lmgen_cache_after_prompts"])
+            assert torch.equal(out.provided, g["lmgen_provided_after_prompts"])
+            assert out.offset == int(g["lmgen_offset_after_prompts"][0])
+            continue
+        assert (out is not None) == bool(g["step_has_logits"][i]), i
+        if out is None:
+            continue
+        assert (out.tokens is not None) == bool(g["step_out_valid"][i]), i
+        if out.tokens is not None:
+            assert torch.equal(out.tokens[0, :, 0], g["step_out_tokens"][i]), i
+        torch.testing.assert_close(out.text_logits[0], g["step_text_logits"][i], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.audio_logits[0], g["step_audio_logits"][i], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("session", ["A", "C"])
+def test_skipping_discarded_work_keeps_greedy_tokens(tiny_lm, session):
+    g = load_golden(f"session_{session}.safetensors")
+    gen = Generator(tiny_lm, SamplingConfig.greedy(), GeneratorOptions())
+    user_tokens = []
+    for i, out in replay_session(gen, g, return_logits=False):
+        if i == "after_prompts" or out is None or out.tokens is None:
+            continue
+        assert torch.equal(out.tokens[0, :, 0], g["step_out_tokens"][i]), i
+        if int(g["step_phase"][i]) == 5:
+            user_tokens.append(out.tokens[0, :, 0])
+    assert torch.equal(torch.stack(user_tokens), g["user_out_tokens"])
+
+
+def test_snapshot_restore_reproduces_the_continuation(tiny_lm):
+    g = load_golden("session_A.safetensors")
+    gen = Generator(tiny_lm, SamplingConfig.greedy())
+    steps = list(replay_session(gen, g, return_logits=False))
+    state = next(out for i, out in steps if i == "after_prompts")
+    del state  # the generator state after the replay is the final one; rebuild deliberately:
+    state = gen.init_state(1)
+    user = g["user_codes"]
+    for t in range(3):
+        gen.step(state, user=user[:, :, t:t + 1])
+    snap = state.snapshot()
+    first = [gen.step(state, user=user[:, :, t:t + 1]).tokens for t in range(3, 8)]
+    state.restore(snap)
+    second = [gen.step(state, user=user[:, :, t:t + 1]).tokens for t in range(3, 8)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_seeded_sampling_is_reproducible(tiny_lm):
+    sampling = SamplingConfig(top_k_audio=10, top_k_text=5)
+    results = []
+    for _ in range(2):
+        rng = torch.Generator().manual_seed(7)
+        gen = Generator(tiny_lm, sampling, rng=rng)
+        state = gen.init_state(1)
+        toks = []
+        for t in range(12):
+            out = gen.step(state, user=torch.full((1, 8, 1), t % 32))
+            if out is not None and out.tokens is not None:
+                toks.append(out.tokens)
+        results.append(torch.cat(toks, dim=-1))
+    assert torch.equal(results[0], results[1])
+    assert results[0][:, 1:9].unique().numel() > 1  # sampling, not a constant
