@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from ppx_desktop.engine.generator import Generator, GeneratorOptions
 from ppx_desktop.engine.lm import LMModel
 from ppx_desktop.engine.sampling import SamplingConfig
 
-from conftest import FIXTURES, load_golden
+from conftest import FIXTURES, ForbidHostSync, load_golden
 
 REFERENCE_WORK = GeneratorOptions(skip_forced_depformer=False, skip_forced_frames=False)
 
@@ -148,3 +149,43 @@ def test_seeded_sampling_is_reproducible(tiny_lm):
         results.append(torch.cat(toks, dim=-1))
     assert torch.equal(results[0], results[1])
     assert results[0][:, 1:9].unique().numel() > 1  # sampling, not a constant
+
+
+def _sampled_generator(lm) -> Generator:
+    return Generator(lm, SamplingConfig(top_k_audio=8, top_k_text=8), rng=torch.Generator().manual_seed(0))
+
+
+def test_frame_step_has_no_host_sync(tiny_lm):
+    # The whole frame step: bookkeeping, temporal pass, text sampling, depformer loop with sampling.
+    gen = _sampled_generator(tiny_lm)
+    state = gen.init_state(1)
+    user = torch.zeros(1, 8, 1, dtype=torch.long)
+    with ForbidHostSync():
+        for _ in range(20):  # past the tiny context (16): the ring wraps
+            gen.step(state, user=user, return_logits=True)
+        gen.step(state, user=user, agent=user, text=3)  # a fully forced (prompt) frame
+
+
+def test_frame_step_runs_on_meta(tiny_config):
+    # Meta tensors hold no values: reading one on the host (item, bool, int, tolist) raises.
+    gen = _sampled_generator(LMModel(tiny_config.lm, device="meta"))
+    gen.rng = None
+    state = gen.init_state(2)
+    for _ in range(4):
+        out = gen.step(state, user=torch.zeros(2, 8, 1, dtype=torch.long, device="meta"))
+    assert out.tokens.shape == (2, 17, 1) and out.tokens.is_meta
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="slow on CPU; set PPX_TEST_COMPILE=1")
+def test_model_step_compiles_fullgraph(tiny_lm):
+    # fullgraph fails on any graph break (a host sync, data-dependent control flow); backend
+    # "eager" checks exactly that without paying for code generation.
+    gen_ref, gen = Generator(tiny_lm, SamplingConfig.greedy()), Generator(tiny_lm, SamplingConfig.greedy())
+    gen._model_step = torch.compile(gen._model_step, fullgraph=True, backend="eager")
+    s_ref, s = gen_ref.init_state(1), gen.init_state(1)
+    for t in range(6):
+        user = torch.full((1, 8, 1), t)
+        a, b = gen_ref.step(s_ref, user=user), gen.step(s, user=user)
+        if a is not None and a.tokens is not None:
+            assert torch.equal(a.tokens, b.tokens)

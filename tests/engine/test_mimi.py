@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from ppx_desktop.engine.config import FRAME_SIZE, MimiConfig
 from ppx_desktop.engine.mimi import Mimi
+
+from conftest import ForbidHostSync
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 N_FRAMES = 40
@@ -183,26 +184,6 @@ def test_state_dict_matches_official_checkpoint():
 
 
 # --- The streaming steps must not synchronise with the host (needed for CUDA graphs / compile). ---
-
-_SYNC_OPS = {
-    "_local_scalar_dense", "is_nonzero", "item", "equal", "nonzero", "masked_select", "_unique", "_unique2",
-    "unique_dim", "unique_consecutive", "bincount", "repeat_interleave",
-}
-
-
-class ForbidHostSync(TorchDispatchMode):
-    """Fails on any op that reads a tensor value on the host or has a data-dependent output shape."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.overloadpacket.__name__ in _SYNC_OPS:
-            raise AssertionError(f"host sync in a streaming step: {func}")
-        if func.overloadpacket.__name__ == "index" and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
-        ):
-            raise AssertionError(f"boolean-mask indexing (data-dependent shape) in a streaming step: {func}")
-        return func(*args, **kwargs)
-
 
 def test_sync_detector_catches_syncs():
     t = torch.ones(3)

@@ -1,0 +1,72 @@
+"""`ppx-desktop offline`: WAV in, WAV and text out, like the reference's `moshi.offline`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+DEFAULT_PROMPT = ("You are a wise and friendly teacher. Answer questions or provide advice in a clear and "
+                  "engaging way.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, required=True,
+                   help="model directory (layout of nvidia/personaplex-7b-v1, or one made by make-tiny-model)")
+    p.add_argument("--voice", required=True,
+                   help="voice preset name (DIR/voices/NAME.pt), or a path to a .pt voice file or a WAV")
+    p.add_argument("--text-prompt", default=DEFAULT_PROMPT, help="persona prompt (may be empty)")
+    p.add_argument("--input-wav", type=Path, required=True, help="the user's audio (any rate, mono or stereo)")
+    p.add_argument("--output-wav", type=Path, required=True, help="the agent's audio: 24 kHz mono 16-bit WAV")
+    p.add_argument("--output-text", type=Path, required=True, help="the agent's text, one entry per frame (JSON)")
+    p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                   help="LM weights: default bfloat16 on cuda, float32 on cpu")
+    p.add_argument("--temp-audio", type=float, default=0.8)
+    p.add_argument("--temp-text", type=float, default=0.7)
+    p.add_argument("--topk-audio", type=int, default=250)
+    p.add_argument("--topk-text", type=int, default=25)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from ..audio.files import read_audio, write_wav_pcm16
+    from ..engine.model import load_model
+    from ..engine.offline import run_offline
+    from ..engine.sampling import SamplingConfig
+
+    for out in (args.output_wav, args.output_text):
+        if not out.parent.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
+    rng = None
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+        rng = torch.Generator(device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        rng.manual_seed(args.seed)
+    model = load_model(args.model_dir, device=args.device, dtype=args.dtype)
+    voice = model.load_voice(args.voice)
+    text_tokens = model.tokenizer.encode_system_prompt(args.text_prompt)
+    sampling = SamplingConfig(use_sampling=not args.greedy, temp_text=args.temp_text, top_k_text=args.topk_text,
+                              temp_audio=args.temp_audio, top_k_audio=args.topk_audio)
+    with torch.no_grad(), tqdm(total=0, unit="frame", desc="generating", disable=None) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = run_offline(model, user_audio, voice=voice, text_tokens=text_tokens, sampling=sampling, rng=rng,
+                             progress=progress)
+    write_wav_pcm16(args.output_wav, result.pcm)
+    tmp = args.output_text.with_name(args.output_text.name + ".partial")
+    tmp.write_text(json.dumps(result.text, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, args.output_text)
+    words = "".join(t for t in result.text if t not in ("EPAD", "PAD", "BOS", "EOS")).strip()
+    print(f"wrote {args.output_wav} ({len(result.pcm) / 24000:.1f} s) and {args.output_text}")
+    if words:
+        print(f"agent said: {words}")
+    return 0

@@ -1,0 +1,120 @@
+"""A loaded PersonaPlex model: config, Mimi codec, language model, tokenizer and voices.
+
+`load_model(model_dir)` checks everything it can before reading gigabytes: the directory, the
+files, the config, the devices, then each checkpoint's header against the modules' keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .checkpoint import lm_plan, load_weights
+from .config import LM_WEIGHTS, MIMI_WEIGHTS, PPX_CONFIG, TEXT_TOKENIZER, VOICES_DIR, ModelConfig, load_model_config
+from .lm import LMModel
+from .mimi import Mimi
+from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
+
+
+class ModelError(ValueError):
+    """The model directory or the requested device cannot be used; the message says what to do."""
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """`None` picks CUDA when available, else the CPU. Asking for CUDA without it is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            why = f"this PyTorch ({torch.__version__}) is a CPU-only build; install a CUDA build of torch"
+        else:
+            why = "no NVIDIA GPU is visible (check the driver with nvidia-smi)"
+        raise ModelError(f"CUDA was requested but is not available: {why}. Use --device cpu to run on the CPU "
+                         "(far slower than real time for the full model).")
+    if dev.type not in ("cuda", "cpu"):
+        raise ModelError(f"unsupported device {device!r}: use cuda or cpu")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """The LM's dtype: bfloat16 on CUDA and float32 on the CPU unless asked otherwise."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelError(f"unsupported dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+@dataclass
+class LoadedModel:
+    config: ModelConfig
+    mimi: Mimi
+    lm: LMModel
+    tokenizer: object  # TextTokenizer
+    model_dir: Path
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def voices_dir(self) -> Path:
+        return self.model_dir / VOICES_DIR
+
+    def available_voices(self) -> list[str]:
+        if not self.voices_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.voices_dir.glob("*.pt"))
+
+    def resolve_voice(self, spec: str) -> Path:
+        """A preset name (`DIR/voices/NAME.pt`) or a path to a `.pt` voice or an audio file."""
+        path = Path(spec).expanduser()
+        if path.suffix and path.is_file():
+            return path
+        preset = self.voices_dir / f"{spec}.pt"
+        if preset.is_file():
+            return preset
+        available = self.available_voices()
+        listing = ", ".join(available) if available else f"none found in {self.voices_dir}"
+        raise VoiceError(f"unknown voice {spec!r}: not a file and not a preset. Available voices: {listing}")
+
+    def load_voice(self, spec: str) -> VoicePrompt:
+        path = self.resolve_voice(spec)
+        if path.suffix.lower() == ".pt":
+            return load_voice_file(path, dim=self.config.lm.dim, num_streams=self.config.lm.num_streams)
+        if path.suffix.lower() not in AUDIO_SUFFIXES:
+            kinds = ", ".join(sorted(AUDIO_SUFFIXES))
+            raise VoiceError(f"{path}: a voice is a .pt voice file or an audio file ({kinds})")
+        return load_voice_audio(path)
+
+
+def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None
+               ) -> LoadedModel:
+    from ..assets.tokenizer import TextTokenizer
+
+    model_dir = Path(model_dir).expanduser()
+    if not model_dir.is_dir():
+        raise ModelError(f"model directory not found: {model_dir}")
+    missing = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER) if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
+                         "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
+    config = load_model_config(model_dir)
+    dev = resolve_device(device)
+    lm_dtype = resolve_dtype(dtype, dev)
+    tokenizer = TextTokenizer.load(model_dir / TEXT_TOKENIZER)
+    if tokenizer.vocab_size != config.lm.text_card:
+        raise ModelError(f"{model_dir / TEXT_TOKENIZER} has {tokenizer.vocab_size} pieces but the model expects "
+                         f"{config.lm.text_card} (check {PPX_CONFIG})")
+    # Modules are built on the meta device (no memory, no init) and filled tensor by tensor.
+    mimi = Mimi(config.mimi, device="meta")
+    load_weights(mimi, model_dir / MIMI_WEIGHTS, device=dev, dtype=torch.float32)  # Mimi always runs in fp32
+    lm = LMModel(config.lm, device="meta", dtype=lm_dtype)
+    load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan)
+    return LoadedModel(config, mimi.eval(), lm.eval(), tokenizer, model_dir, dev, lm_dtype)
