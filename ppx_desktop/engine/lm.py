@@ -21,6 +21,12 @@ UNGENERATED_TOKEN = -2
 class ScaledEmbedding(nn.Embedding):
     """Embedding where token -1 gives an exact zero vector (other negatives clamp to 0)."""
 
+    def reset_parameters(self) -> None:
+        # Random init of a meta tensor is pointless and costly: the first `normal_` on the meta
+        # device imports torch's Python meta kernels (seconds, tens of seconds on a slow disk).
+        if not self.weight.is_meta:
+            super().reset_parameters()
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         y = super().forward(tokens.clamp(min=0))
         return torch.where((tokens == ZERO_TOKEN)[..., None], torch.zeros((), dtype=y.dtype, device=y.device), y)

@@ -222,7 +222,8 @@ class Codebook(nn.Module):
         self.register_buffer("cluster_usage", torch.ones(bins, **kw))
         self.register_buffer("embedding_sum", torch.zeros(bins, dim, **kw))
         self.register_buffer("embedding", torch.zeros(bins, dim, **kw), persistent=False)
-        self.refresh()
+        if not self.embedding_sum.is_meta:  # on meta, math would import torch's Python meta kernels
+            self.refresh()
         self.register_load_state_dict_post_hook(lambda module, _incompatible: module.refresh())
 
     @torch.no_grad()

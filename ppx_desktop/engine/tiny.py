@@ -2,7 +2,7 @@
 
 `make_tiny_model(dir)` writes a complete model directory: LM and Mimi safetensors with the
 official key names, `ppx_config.json`, a small trained SentencePiece model with ids 0..3 special
-as in the real one, and the 18 preset voices as `.pt` files made by running the voice-prompt
+as in the real one, and four preset voices as `.pt` files made by running the voice-prompt
 phase on synthetic voices. Unlike the reference's fixture model, the LM's context is longer
 than the prompt phases, so the voice and the persona prompt really shape the outputs.
 """
@@ -40,8 +40,9 @@ from .prompts import run_prompts, save_voice_file
 from .sampling import SamplingConfig
 
 TINY_TEXT_CARD = 256
-PRESET_VOICES = [f"NATF{i}" for i in range(4)] + [f"NATM{i}" for i in range(4)] + \
-                [f"VARF{i}" for i in range(5)] + [f"VARM{i}" for i in range(5)]
+# A few of the released preset names, so the demo's voice picker and commands work as with the
+# real model (one natural and one variety voice of each gender; each takes a prompt run to make).
+TINY_VOICES = ["NATF0", "NATM0", "VARF0", "VARM0"]
 
 
 def tiny_config(prompt: PromptConfig | None = None) -> ModelConfig:
@@ -62,7 +63,7 @@ def synthetic_voice(index: int, seconds: float = 1.6, seed: int = 0) -> np.ndarr
     """A voice-like test signal: a harmonic tone with vibrato and syllable envelopes, plus breath
     noise. Female presets (F) sit higher than male ones (M); each preset has its own pitch."""
     rng = np.random.default_rng(seed * 1000 + index)
-    name = PRESET_VOICES[index % len(PRESET_VOICES)]
+    name = TINY_VOICES[index % len(TINY_VOICES)]
     f0 = (190.0 if "F" in name else 105.0) * (1.0 + 0.06 * (index % 5))
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     pitch = f0 * (1 + 0.03 * np.sin(2 * np.pi * 5.5 * t))
@@ -81,7 +82,7 @@ def _init_mimi(mimi: Mimi, gen: torch.Generator) -> None:
             scale = getattr(m, "scale", None)
             if isinstance(scale, torch.nn.Parameter):
                 scale.copy_(torch.empty_like(scale).uniform_(0.05, 0.15, generator=gen))
-        signals = [synthetic_voice(i, 2.0) for i in range(0, 18, 3)]
+        signals = [synthetic_voice(i, 2.0) for i in range(len(TINY_VOICES))]
         t = np.arange(SAMPLE_RATE * 2) / SAMPLE_RATE
         signals.append((0.3 * np.sin(2 * np.pi * (110 + 800 * t) * t)).astype(np.float32))
         latent = torch.cat([mimi.encode_latent(torch.from_numpy(s).view(1, 1, -1)) for s in signals], dim=-1)
@@ -153,7 +154,7 @@ def make_voices(voices_dir: Path, mimi: Mimi, lm: LMModel, config: ModelConfig, 
     generator = Generator(lm, SamplingConfig.greedy())
     state = generator.init_state(1)
     with torch.no_grad():
-        for i, name in enumerate(PRESET_VOICES):
+        for i, name in enumerate(TINY_VOICES):
             audio = normalize_loudness(synthetic_voice(i, seed=seed))
             voice = VoicePrompt(name=name, frames=frames(audio, FRAME_SIZE))
             emb, cache = run_prompts(generator, state, config.prompt, mimi=mimi, voice=voice, silence_frames=0,

@@ -95,7 +95,7 @@ def ring_positions(end: torch.Tensor, capacity: int, exact_window: bool = False)
         positions = torch.where(delta < 0, end + delta, end + delta - capacity)
     else:
         positions = torch.where(delta <= 0, end + delta, end + delta - capacity)
-    return torch.where(slots >= end, torch.full_like(positions, -1), positions)
+    return torch.where(slots >= end, -1, positions)
 
 
 @dataclass

@@ -120,9 +120,6 @@ def test_skipping_discarded_work_keeps_greedy_tokens(tiny_lm, session):
 def test_snapshot_restore_reproduces_the_continuation(tiny_lm):
     g = load_golden("session_A.safetensors")
     gen = Generator(tiny_lm, SamplingConfig.greedy())
-    steps = list(replay_session(gen, g, return_logits=False))
-    state = next(out for i, out in steps if i == "after_prompts")
-    del state  # the generator state after the replay is the final one; rebuild deliberately:
     state = gen.init_state(1)
     user = g["user_codes"]
     for t in range(3):

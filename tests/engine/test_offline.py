@@ -21,7 +21,7 @@ from ppx_desktop.engine.model import LoadedModel, ModelError, load_model, resolv
 from ppx_desktop.engine.offline import run_offline
 from ppx_desktop.engine.prompts import VoiceError, load_voice_audio, load_voice_file, run_prompts, save_voice_file
 from ppx_desktop.engine.sampling import SamplingConfig
-from ppx_desktop.engine.tiny import PRESET_VOICES, make_tiny_model, synthetic_voice
+from ppx_desktop.engine.tiny import TINY_VOICES, make_tiny_model, synthetic_voice
 
 from conftest import FIXTURES, load_golden, tiny_config_dict
 
@@ -70,7 +70,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def user_wav(tmp_path_factory):
     path = tmp_path_factory.mktemp("audio") / "user.wav"
-    audio = np.concatenate([synthetic_voice(5, 1.2), np.zeros(12000, np.float32)])
+    audio = np.concatenate([synthetic_voice(5, 0.8), np.zeros(9600, np.float32)])
     soundfile.write(path, audio, 24000, subtype="PCM_16")
     return path
 
@@ -83,7 +83,7 @@ def offline(tiny_dir, user_wav, out_dir, *extra):
 
 def test_tiny_model_directory(tiny_dir):
     model = load_model(tiny_dir)
-    assert model.available_voices() == sorted(PRESET_VOICES)
+    assert model.available_voices() == sorted(TINY_VOICES)
     assert model.tokenizer.vocab_size == model.config.lm.text_card
     # Its context outlasts the prompts, so voices and prompts reach the conversation.
     voice = model.load_voice("NATF0")
@@ -91,7 +91,7 @@ def test_tiny_model_directory(tiny_dir):
 
 
 def test_offline_command_end_to_end(tiny_dir, user_wav, tmp_path, capsys):
-    assert offline(tiny_dir, user_wav, tmp_path, "--voice", "NATM1", "--greedy", "--text-prompt",
+    assert offline(tiny_dir, user_wav, tmp_path, "--voice", "NATM0", "--greedy", "--text-prompt",
                    "You enjoy having a good conversation.") == 0
     pcm, rate = soundfile.read(tmp_path / "out.wav", dtype="int16")
     info = soundfile.info(tmp_path / "out.wav")
@@ -114,7 +114,7 @@ def test_voice_and_prompt_shape_the_answer(tiny_dir, user_wav):
 
     base = answer("NATF0", "You are a teacher.")
     assert base[0] == answer("NATF0", "You are a teacher.")[0]  # deterministic
-    other_voice, other_prompt = answer("VARM3", "You are a teacher."), answer("NATF0", "You sell insurance.")
+    other_voice, other_prompt = answer("VARM0", "You are a teacher."), answer("NATF0", "You sell insurance.")
     assert not np.allclose(base[1], other_voice[1])
     assert not np.allclose(base[1], other_prompt[1])
 
@@ -136,18 +136,18 @@ def test_pt_replay_equals_wav_prompt(tiny_dir, user_wav, tmp_path):
 
 
 def test_stereo_48k_input_is_accepted(tiny_dir, tmp_path):
-    stereo = np.stack([synthetic_voice(1, 1.0, seed=1)] * 2, axis=1)
+    stereo = np.stack([synthetic_voice(1, 0.5, seed=1)] * 2, axis=1)
     stereo = np.repeat(stereo, 2, axis=0)  # crude 48 kHz
     wav = tmp_path / "stereo48.wav"
     soundfile.write(wav, stereo, 48000)
-    assert offline(tiny_dir, wav, tmp_path, "--voice", "NATF2", "--greedy", "--seed", "1") == 0
+    assert offline(tiny_dir, wav, tmp_path, "--voice", "VARF0", "--greedy", "--seed", "1") == 0
     assert soundfile.info(tmp_path / "out.wav").frames == len(stereo) // 2
 
 
 def test_unknown_voice_lists_available(tiny_dir, user_wav, tmp_path, capsys):
     assert offline(tiny_dir, user_wav, tmp_path, "--voice", "NOBODY") == 1
     err = capsys.readouterr().err
-    assert "unknown voice 'NOBODY'" in err and "NATF0" in err and "VARM4" in err
+    assert "unknown voice 'NOBODY'" in err and "NATF0" in err and "VARM0" in err
     assert not (tmp_path / "out.wav").exists()
 
 
