@@ -44,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
         if not out.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
+    model = load_model(args.model_dir, device=args.device, dtype=args.dtype)
     rng = None
     if args.seed is not None:
         torch.manual_seed(args.seed)
-        rng = torch.Generator(device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        rng.manual_seed(args.seed)
-    model = load_model(args.model_dir, device=args.device, dtype=args.dtype)
+        rng = torch.Generator(device=model.device).manual_seed(args.seed)
     voice = model.load_voice(args.voice)
     text_tokens = model.tokenizer.encode_system_prompt(args.text_prompt)
     sampling = SamplingConfig(use_sampling=not args.greedy, temp_text=args.temp_text, top_k_text=args.topk_text,

@@ -118,14 +118,12 @@ def check_plan(path: Path, plan: Plan, model_shapes: dict[str, tuple[int, ...]],
 
 
 def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None,
-                 keep_dtype: tp.Callable[[str], bool] = lambda name: False,
-                 plan_fn: tp.Callable[..., Plan] = direct_plan) -> None:
+                 dtype: torch.dtype | None = None, plan_fn: tp.Callable[..., Plan] = direct_plan) -> None:
     """Loads `path` into `module` (typically built on the meta device), strictly.
 
-    Every tensor is read from the memory-mapped file on its own, cast to `dtype` (unless
-    `keep_dtype(name)`), moved to `device` and assigned to the module, so peak host memory stays
-    near one tensor. Modules may define `after_load()` to rebuild derived buffers.
+    Every tensor is read from the memory-mapped file on its own, cast to `dtype` (floating point
+    tensors; None keeps the module's dtypes), moved to `device` and assigned to the module, so
+    peak host memory stays near one tensor.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -145,17 +143,12 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
                     t = transform(t)
                     if tuple(t.shape) != model_shapes[key]:
                         raise CheckpointError(f"{path}: {src} cannot be adapted to {key} {list(model_shapes[key])}")
-                target_dtype = model_sd[key].dtype if (dtype is None or keep_dtype(key)) else dtype
-                if not t.is_floating_point():
-                    target_dtype = model_sd[key].dtype
+                target_dtype = dtype if dtype is not None and t.is_floating_point() else model_sd[key].dtype
                 loaded[key] = t.to(device=device, dtype=target_dtype)
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: damaged weights file ({exc}); download it again") from exc
+    # Modules rebuild derived buffers (Mimi's codebook centroids) in load_state_dict post-hooks.
     module.load_state_dict(loaded, strict=True, assign=True)
-    for m in module.modules():
-        hook = getattr(m, "after_load", None)
-        if callable(hook):
-            hook()
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -63,11 +63,6 @@ class GenState:
         self.offset = snap.offset
         self.lm.copy_(snap.lm)
 
-    @property
-    def context_used(self) -> int:
-        """Model calls since the reset (the temporal context fills up to its capacity)."""
-        return max(self.offset - 1, 0)
-
 
 @dataclass
 class StepOutput:

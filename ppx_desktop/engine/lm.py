@@ -99,9 +99,3 @@ class LMModel(nn.Module):
         x = self.depformer_in[n](z) + emb(prev_token[:, None])
         y = self.depformer(x, state, step=n)
         return self.linears[n](y)[:, 0]
-
-    def depformer_logits_forced(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced depformer over a whole frame, for tests: z `[B, 1, dim]`, tokens `[B, 17]`
-        (text, then the streams fed to sub-steps 1..) -> logits `[B, dep_q, card]`."""
-        _, dep = self.init_state(z.shape[0])
-        return torch.stack([self.depformer_step(n, z, tokens[:, n], dep) for n in range(self.cfg.dep_q)], dim=1)
