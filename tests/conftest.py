@@ -70,3 +70,23 @@ class ForbidHostSync(TorchDispatchMode):
         ):
             raise AssertionError(f"boolean-mask indexing (data-dependent shape) in a streaming step: {func}")
         return func(*args, **kwargs)
+
+
+# --- Per-user folders: tests never touch the real home, the HF cache or saved settings. ---
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("ppx-home")
+    monkeypatch.setenv("PPX_DESKTOP_HOME", str(home / "data"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A `make-tiny-model` directory (official layout, four preset voices), built once per worker."""
+    from ppx_desktop.engine.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model") / "model", seed=3)
