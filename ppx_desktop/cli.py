@@ -28,6 +28,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ppx-desktop", description="Talk with NVIDIA PersonaPlex on your own GPU."
     )
     parser.add_argument("--version", action="version", version=f"ppx-desktop {__version__}")
+    # Without a subcommand the desktop app opens; these options are for it (ppx_desktop/launcher.py).
+    app = parser.add_argument_group("desktop app (no COMMAND)")
+    app.add_argument("--demo", action="store_true",
+                     help="open the app on a tiny random demo model (no GPU, no download)")
+    app.add_argument("--model-dir", dest="app_model_dir",
+                     help="open the app on this model directory instead of the downloaded one")
+    app.add_argument("--self-test", action="store_true",
+                     help="start offscreen, run one turn of the demo model through the test audio device, "
+                     "exit 0 on success")
+    app.add_argument("--install-desktop-entry", action="store_true",
+                     help="add ppx-desktop to your desktop's application menu (Linux) or Start menu (Windows)")
+    app.add_argument("--uninstall-desktop-entry", action="store_true", help="remove that menu entry again")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -40,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+        from .launcher import launch
+
+        return int(launch(args) or 0)
     module = importlib.import_module(args._module)
     try:
         return int(module.run(args) or 0)
