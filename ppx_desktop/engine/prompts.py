@@ -109,44 +109,81 @@ def run_prompts(gen: Generator, state: GenState, prompt_cfg: PromptConfig, *, mi
 
     `mimi` is needed only for an audio voice prompt; `progress(done, total)` is called per step.
     """
+    total = voice_phase_steps(voice) + text_phase_steps(text_tokens, silence_frames)
+    ticks = _Ticker(total, progress)
     state.reset()
+    collected = run_voice_phase(gen, state, mimi=mimi, voice=voice, prompt_cfg=prompt_cfg,
+                                collect_embeddings=collect_embeddings, progress=ticks)
+    run_text_phases(gen, state, prompt_cfg, text_tokens, silence_frames=silence_frames, progress=ticks)
+    return collected
+
+
+def voice_phase_steps(voice: VoicePrompt | None) -> int:
+    if voice is None:
+        return 0
+    return len(voice.embeddings) if voice.embeddings is not None else len(voice.frames)
+
+
+def text_phase_steps(text_tokens: tp.Sequence[int], silence_frames: int = SILENCE_FRAMES) -> int:
+    return 2 * silence_frames + len(text_tokens)
+
+
+class _Ticker:
+    """Counts prompt steps across phases for one `progress(done, total)` callback."""
+
+    def __init__(self, total: int, progress: tp.Callable[[int, int], None] | None):
+        self.total, self.done, self.progress = total, 0, progress
+
+    def __call__(self) -> None:
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+
+def run_voice_phase(gen: Generator, state: GenState, *, prompt_cfg: PromptConfig, mimi=None,
+                    voice: VoicePrompt | None = None, collect_embeddings: bool = False,
+                    progress: tp.Callable[[], None] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The voice-prompt phase on a freshly reset `state` (nothing to do without a voice).
+
+    Split from the text phases so that a conversation can keep the state after the voice and
+    switch persona prompts without re-running it. `progress()` is called once per step.
+    """
+    if voice is None:
+        return None
     device = state.cache.device
-    sine, silence = _const(prompt_cfg.sine_tokens, device), _const(prompt_cfg.silence_tokens, device)
-    n_voice = 0
-    if voice is not None:
-        n_voice = len(voice.embeddings) if voice.embeddings is not None else len(voice.frames)
-    total = n_voice + 2 * silence_frames + len(text_tokens)
-    done = 0
-
-    def tick():
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    collected, voice_cache = [], None
-    if voice is not None and voice.embeddings is not None:
+    tick = progress or (lambda: None)
+    if voice.embeddings is not None:
         dtype = next(gen.lm.parameters()).dtype
         for e in voice.embeddings:
             gen.step_embeddings(state, e.to(device=device, dtype=dtype).view(1, 1, -1))
             tick()
         state.cache.copy_(voice.cache.to(device))
-    elif voice is not None:
-        if mimi is None:
-            raise ValueError("an audio voice prompt needs the Mimi codec")
-        enc = mimi.init_encoder_state(1)
-        for frame in voice.frames:
-            x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device).view(1, 1, -1)
-            codes = mimi.encode_step(x, enc)
-            out = gen.step(state, user=sine, agent=codes, text=TEXT_PAD, return_embeddings=collect_embeddings)
-            if out is not None and collect_embeddings:
-                collected.append(out.embeddings)
-            tick()
-        voice_cache = state.cache.clone()
+        return None
+    if mimi is None:
+        raise ValueError("an audio voice prompt needs the Mimi codec")
+    sine = _const(prompt_cfg.sine_tokens, device)
+    enc = mimi.init_encoder_state(1)
+    collected = []
+    for frame in voice.frames:
+        x = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32)).to(device).view(1, 1, -1)
+        codes = mimi.encode_step(x, enc)
+        out = gen.step(state, user=sine, agent=codes, text=TEXT_PAD, return_embeddings=collect_embeddings)
+        if out is not None and collect_embeddings:
+            collected.append(out.embeddings)
+        tick()
+    if collect_embeddings and collected:
+        return torch.stack(collected, dim=0), state.cache.clone()
+    return None
+
+
+def run_text_phases(gen: Generator, state: GenState, prompt_cfg: PromptConfig, text_tokens: tp.Sequence[int],
+                    *, silence_frames: int = SILENCE_FRAMES, progress: tp.Callable[[], None] | None = None) -> None:
+    """Silence, the persona prompt's tokens, silence: continues `state` after the voice phase."""
+    device = state.cache.device
+    sine, silence = _const(prompt_cfg.sine_tokens, device), _const(prompt_cfg.silence_tokens, device)
+    tick = progress or (lambda: None)
     for tokens in ([TEXT_PAD] * silence_frames, list(text_tokens), [TEXT_PAD] * silence_frames):
         for tok in tokens:
             gen.step(state, user=sine, agent=silence, text=int(tok))
             tick()
-    if collect_embeddings and collected:
-        return torch.stack(collected, dim=0), voice_cache
-    return None

@@ -1,0 +1,152 @@
+"""Commands into the inference thread and events out of it: plain frozen dataclasses, no Qt.
+
+The app connects the worker's `on_event` callback to a Qt signal (queued to the GUI thread);
+tests and the CLI read the same events directly. The vocabulary is in docs of each class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.sampling import SamplingConfig
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadModel:
+    """Loads a model directory (None: the downloaded one), or the tiny demo model."""
+
+    model_dir: Path | str | None = None
+    demo: bool = False
+    device: str | None = None
+    dtype: str | None = None
+    quant: str | None = None
+
+
+@dataclass(frozen=True)
+class StartConversation:
+    """A new conversation with this voice (preset name or file) and persona prompt."""
+
+    voice: str
+    prompt: str = ""
+    sampling: SamplingConfig | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Respond:
+    """One turn: the user's audio (24 kHz mono float32), then the agent answers."""
+
+    audio: np.ndarray
+    max_steps: int = 75
+    early_stop: bool = True
+    turn_id: int = 0
+
+
+@dataclass(frozen=True)
+class StartDuplex:
+    """Live duplex: the worker consumes frames given with `push_frame` until StopDuplex/cancel."""
+
+    turn_id: int = 0
+
+
+@dataclass(frozen=True)
+class StopDuplex:
+    pass
+
+
+@dataclass(frozen=True)
+class Reset:
+    """A fresh conversation with the current voice and prompt (restores the post-prompt state)."""
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+# --- events -----------------------------------------------------------------------------------
+
+STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "speaking", "duplex", "idle", "stopped",
+          "error")
+
+
+@dataclass(frozen=True)
+class Status:
+    state: str  # one of STATES
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    task: str  # "load" | "prompt"
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class ModelLoaded:
+    model_dir: str
+    device: str
+    dtype: str
+    voices: tuple[str, ...]
+    demo: bool
+
+
+@dataclass(frozen=True)
+class ConversationReady:
+    voice: str
+    prompt: str
+    from_cache: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TurnStarted:
+    turn_id: int
+    mode: str  # "turn" | "duplex"
+
+
+@dataclass(frozen=True, eq=False)
+class AgentAudio:
+    turn_id: int
+    pcm: np.ndarray  # [1920] float32
+
+
+@dataclass(frozen=True)
+class AgentText:
+    turn_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    turn_id: int
+    mode: str
+    end: str  # "max_steps" | "agent_finished" | "cancelled" | "stopped" | "error"
+    text: str
+    steps: int
+    user_audio_s: float
+    agent_audio_s: float
+
+
+@dataclass(frozen=True)
+class StepStats:
+    step_ms: float
+    rtf: float  # time per step / 80 ms; above 1 the model falls behind real time
+    lag_frames: int
+    dropped_input: int
+    underruns: int
+    context_used: int
+    context_size: int
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    message: str
+    kind: str  # "oom" | "model" | "input" | "internal"
+    command: str

@@ -1,0 +1,160 @@
+"""Generator states after the prompt phases, kept so a conversation starts instantly.
+
+A full streaming state holds the whole 3000-slot KV cache (1.6 GB for the 7B model in bf16),
+but after the prompts only the first few hundred slots are written. A `PromptState` keeps just
+those, so snapshots cost tens of MB, fit in GPU memory beside the model and load fast from disk.
+
+Two levels are cached: after the voice phase (keyed by model and voice), so switching the
+persona prompt re-runs only the text phases, and after all phases (model, voice and prompt).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..engine.generator import GenState
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@dataclass
+class PromptState:
+    """The used part of a GenState: token ring, forced flags, counters and written KV slots."""
+
+    cache: torch.Tensor
+    provided: torch.Tensor
+    provided_host: list[list[bool]]
+    offset: int
+    lm_offset: int
+    keys: list[torch.Tensor]  # per layer [B, H, n, D], n = written slots
+    values: list[torch.Tensor]
+
+    @classmethod
+    def capture(cls, state: GenState) -> PromptState:
+        lm_offset = int(state.lm.offset.item())  # one sync, outside the frame loop
+        slots = min(lm_offset, state.lm.keys[0].shape[2])
+        return cls(state.cache.clone(), state.provided.clone(), [row[:] for row in state.provided_host],
+                   state.offset, lm_offset, [k[:, :, :slots].clone() for k in state.lm.keys],
+                   [v[:, :, :slots].clone() for v in state.lm.values])
+
+    def apply(self, state: GenState) -> None:
+        """Writes this snapshot into `state` in place (its buffers keep their addresses)."""
+        state.cache.copy_(self.cache)
+        state.provided.copy_(self.provided)
+        state.provided_host = [row[:] for row in self.provided_host]
+        state.offset = self.offset
+        # Slots past the written ones hold stale values; the attention masks them by offset.
+        for dst, src in zip(state.lm.keys + state.lm.values, self.keys + self.values):
+            dst[:, :, :src.shape[2]].copy_(src)
+        state.lm.offset.fill_(self.lm_offset)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.cache, self.provided, *self.keys, *self.values))
+
+    # --- disk format: one safetensors file, counters in its metadata ------------------------
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {"cache": self.cache, "provided": self.provided}
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            tensors[f"k{i}"], tensors[f"v{i}"] = k, v
+        meta = {"format": str(FORMAT), "offset": str(self.offset), "lm_offset": str(self.lm_offset),
+                "layers": str(len(self.keys)), "provided_host": json.dumps(self.provided_host)}
+        tmp = path.with_name(path.name + ".partial")
+        save_file({k: t.detach().contiguous().cpu() for k, t in tensors.items()}, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device) -> PromptState:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != str(FORMAT):
+                raise ValueError(f"{path}: unknown state cache format")
+            layers = int(meta["layers"])
+            t = {name: f.get_tensor(name).to(device) for name in f.keys()}  # noqa: SIM118 (safe_open API)
+        return cls(t["cache"], t["provided"], json.loads(meta["provided_host"]), int(meta["offset"]),
+                   int(meta["lm_offset"]), [t[f"k{i}"] for i in range(layers)], [t[f"v{i}"] for i in range(layers)])
+
+
+def fingerprint(*parts: object) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(repr(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:32]
+
+
+def file_identity(path: Path) -> tuple:
+    """Cheap identity of a big file (the checkpoints): path, size and modification time."""
+    st = path.stat()
+    return (str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+class PromptStateCache:
+    """An in-memory LRU of PromptStates, optionally backed by a folder of safetensors files.
+
+    Disk files are a cache: a corrupt or unreadable one is deleted and recomputed, never fatal.
+    """
+
+    def __init__(self, folder: Path | None = None, max_memory_entries: int = 4, max_disk_entries: int = 16):
+        self.folder = folder
+        self.max_memory_entries = max_memory_entries
+        self.max_disk_entries = max_disk_entries
+        self._memory: OrderedDict[str, PromptState] = OrderedDict()
+
+    def get(self, key: str, device: torch.device) -> PromptState | None:
+        if key in self._memory:
+            self._memory.move_to_end(key)
+            return self._memory[key]
+        if self.folder is None:
+            return None
+        path = self.folder / f"{key}.safetensors"
+        if not path.is_file():
+            return None
+        try:
+            snap = PromptState.load(path, device)
+        except Exception as exc:  # a damaged cache file must never stop a conversation
+            log.warning("dropping unreadable state cache file %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        os.utime(path)  # recently used: survives the pruning longer
+        self._remember(key, snap)
+        return snap
+
+    def put(self, key: str, snap: PromptState, persist: bool = True) -> None:
+        self._remember(key, snap)
+        if self.folder is None or not persist:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            snap.save(self.folder / f"{key}.safetensors")
+            self._prune()
+        except OSError as exc:  # e.g. disk full: the cache is an optimisation only
+            log.warning("could not save the prompt state cache: %s", exc)
+
+    def clear_memory(self) -> None:
+        self._memory.clear()
+
+    def _remember(self, key: str, snap: PromptState) -> None:
+        self._memory[key] = snap
+        self._memory.move_to_end(key)
+        while len(self._memory) > self.max_memory_entries:
+            self._memory.popitem(last=False)
+
+    def _prune(self) -> None:
+        files = sorted(self.folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[self.max_disk_entries:]:
+            old.unlink(missing_ok=True)

@@ -1,0 +1,352 @@
+"""The inference thread: one thread owns the model and does all of its work, frame by frame.
+
+Commands (session/events.py) go in through `submit`; events come out through `on_event`, called
+on this thread (the app forwards them to a Qt signal). `cancel()` and `push_frame()` may be
+called from any thread. Errors never kill the thread: they become `ErrorEvent`s.
+
+Why one thread: CUDA work from several threads pays context switches and cold-start costs, and
+a single owner means the conversation state needs no locks.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import traceback
+import typing as tp
+from pathlib import Path
+
+import numpy as np
+
+from ..engine.config import FRAME_RATE, FRAME_SIZE
+from . import events as ev
+from .duplex import FrameQueue
+
+log = logging.getLogger(__name__)
+
+STATS_EVERY = 3  # frames between StepStats events (~4 per second)
+
+
+class _Cancelled:
+    """`is_set()` for one command: true once `cancel()` was called after it was submitted."""
+
+    def __init__(self, worker: InferenceWorker, seq: int):
+        self.worker, self.seq = worker, seq
+
+    def is_set(self) -> bool:
+        return self.seq <= self.worker._cancel_seq
+
+
+class InferenceWorker:
+    """Owns the engine on one thread.
+
+    Args:
+        on_event: receives every event, on the worker thread; must return quickly.
+        audio_sink: receives every agent frame ([1920] float32) on the worker thread, e.g.
+            `AudioIO.write_frame`; settable later as an attribute.
+        max_input_lag_frames: duplex input kept waiting at most (3 frames = 240 ms); older
+            frames are dropped and counted, so latency stays bounded when the model falls behind.
+        state_cache_dir: where post-prompt states are kept on disk (None: memory only).
+        underruns: returns the audio output's underrun count, for the live statistics.
+    """
+
+    def __init__(self, on_event: tp.Callable[[object], None],
+                 audio_sink: tp.Callable[[np.ndarray], None] | None = None, *, max_input_lag_frames: int = 3,
+                 state_cache_dir: Path | None = None, underruns: tp.Callable[[], int] | None = None):
+        from .statecache import PromptStateCache
+
+        self.on_event = on_event
+        self.audio_sink = audio_sink
+        self.underruns = underruns
+        self.input = FrameQueue(max_input_lag_frames)
+        self.cache = PromptStateCache(state_cache_dir)
+        self.model = None
+        self.conversation = None
+        self.busy = False
+        self._pending: collections.deque[tuple[int, object]] = collections.deque()
+        self._cond = threading.Condition()
+        self._seq = 0
+        self._cancel_seq = 0
+        self._stopping = False
+        self.thread = threading.Thread(target=self._run, name="ppx-inference", daemon=True)
+
+    # --- any thread -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def submit(self, command: object) -> None:
+        with self._cond:
+            self._seq += 1
+            self._pending.append((self._seq, command))
+            self._cond.notify()
+
+    def cancel(self) -> None:
+        """Stops the running turn or duplex within one step, and drops turns still queued."""
+        with self._cond:
+            self._cancel_seq = self._seq
+            self._cond.notify()
+
+    def push_frame(self, frame: np.ndarray) -> None:
+        self.input.put(frame)
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Cancels what runs, stops the thread; True if it ended within `timeout` seconds."""
+        with self._cond:
+            self._stopping = True
+        self.cancel()
+        self.submit(ev.Shutdown())
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    # --- the worker thread ------------------------------------------------------------------
+    def _emit(self, event: object) -> None:
+        try:
+            self.on_event(event)
+        except Exception:  # a broken listener must not take the engine down
+            log.exception("event listener failed on %r", type(event).__name__)
+
+    def _next(self, timeout: float | None = None) -> tuple[int, object] | None:
+        with self._cond:
+            if not self._pending:
+                self._cond.wait(timeout)
+            return self._pending.popleft() if self._pending else None
+
+    def _run(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                continue
+            seq, command = item
+            if isinstance(command, ev.Shutdown):
+                break
+            self._handle(seq, command)
+        self.conversation = None
+        self.model = None
+        self._emit(ev.Status("stopped"))
+
+    def _handle(self, seq: int, command: object) -> None:
+        name = type(command).__name__
+        handler = {
+            ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
+            ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
+        }.get(type(command))
+        if handler is None:
+            self._emit(ev.ErrorEvent(f"unknown command {name}", "internal", name))
+            return
+        self.busy = True
+        try:
+            handler(seq, command)
+        except Exception as exc:
+            kind, message = _describe(exc)
+            if kind == "internal":
+                log.error("inference thread: %s failed:\n%s", name, traceback.format_exc())
+            self._emit(ev.ErrorEvent(message, kind, name))
+            self._emit(ev.Status("error", message))
+        finally:
+            self.busy = False
+
+    # --- commands ---------------------------------------------------------------------------
+    def _load(self, seq: int, cmd: ev.LoadModel) -> None:
+        from ..engine.model import load_model
+
+        self.conversation = None
+        self.model = None
+        _free_cuda_memory()
+        self.cache.clear_memory()
+        self._emit(ev.Status("loading", "demo model" if cmd.demo else str(cmd.model_dir or "")))
+        if cmd.demo:
+            model_dir = demo_model_dir(lambda d, t: self._emit(ev.Progress("load", d, t)))
+        elif cmd.model_dir is not None:
+            model_dir = Path(cmd.model_dir)
+        else:
+            model_dir = _downloaded_model_dir()
+        self._emit(ev.Progress("load", 0, 1))
+        model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, **({"quant": cmd.quant} if cmd.quant
+                                                                              else {}))
+        self._emit(ev.Progress("load", 1, 1))
+        self._emit(ev.Status("warming_up"))
+        _warm_up(model)
+        self.model = model
+        self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
+                                  tuple(model.available_voices()), cmd.demo))
+        self._emit(ev.Status("ready"))
+
+    def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
+        from .conversation import Conversation
+
+        if self.model is None:
+            raise _UserFacing("model", "no model is loaded yet: load or download one first")
+        self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
+        t0 = time.perf_counter()
+        conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache)
+        cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
+        self.conversation = conv
+        self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0))
+        self._emit_stats(0.0, 0, conv)
+        self._emit(ev.Status("idle"))
+
+    def _require_conversation(self):
+        if self.conversation is None:
+            raise _UserFacing("input", "no conversation yet: choose a voice and a prompt first")
+        return self.conversation
+
+    def _reset(self, seq: int, cmd: ev.Reset) -> None:
+        conv = self._require_conversation()
+        conv.reset()
+        self._emit_stats(0.0, 0, conv)
+        self._emit(ev.Status("idle"))
+
+    def _respond(self, seq: int, cmd: ev.Respond) -> None:
+        conv = self._require_conversation()
+        audio = np.asarray(cmd.audio, dtype=np.float32).reshape(-1)
+        cancelled = _Cancelled(self, seq)
+        self._emit(ev.TurnStarted(cmd.turn_id, "turn"))
+        if cancelled.is_set():
+            self._finish_turn(cmd.turn_id, "turn", "cancelled", "", 0, len(audio), 0)
+            return
+        self._emit(ev.Status("thinking"))
+        stream = conv.respond_stream(audio, cmd.max_steps, cmd.early_stop, cancel=cancelled)
+        t_last = time.perf_counter()
+        for chunk in stream:
+            if chunk.step == 0:
+                self._emit(ev.Status("speaking"))
+            self._deliver(cmd.turn_id, chunk.pcm, chunk.text)
+            now = time.perf_counter()
+            if chunk.step % STATS_EVERY == 0:
+                self._emit_stats((now - t_last) * 1e3, 0, conv)
+            t_last = now
+        r = stream.result
+        self._finish_turn(cmd.turn_id, "turn", r.end, r.text, r.steps, len(audio), r.steps * FRAME_SIZE)
+
+    def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
+        conv = self._require_conversation()
+        cancelled = _Cancelled(self, seq)
+        self.input.clear()
+        self._emit(ev.TurnStarted(cmd.turn_id, "duplex"))
+        self._emit(ev.Status("duplex"))
+        steps, pieces, end = 0, [], "stopped"
+        while True:
+            if cancelled.is_set():
+                end = "cancelled"
+                break
+            with self._cond:
+                if self._pending:  # StopDuplex, or any other command, ends the live session
+                    if isinstance(self._pending[0][1], ev.StopDuplex):
+                        self._pending.popleft()
+                    break
+            frame = self.input.get(timeout=0.05)
+            if frame is None:
+                continue
+            t0 = time.perf_counter()
+            pcm, text = conv.step(frame)
+            self._deliver(cmd.turn_id, pcm, text)
+            if text:
+                pieces.append(text)
+            steps += 1
+            if steps % STATS_EVERY == 0:
+                self._emit_stats((time.perf_counter() - t0) * 1e3, len(self.input), conv)
+        text = "".join(pieces).strip()
+        self._finish_turn(cmd.turn_id, "duplex", end, text, steps, steps * FRAME_SIZE, steps * FRAME_SIZE)
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _deliver(self, turn_id: int, pcm: np.ndarray, text: str | None) -> None:
+        if self.audio_sink is not None:
+            self.audio_sink(pcm)
+        self._emit(ev.AgentAudio(turn_id, pcm))
+        if text:
+            self._emit(ev.AgentText(turn_id, text))
+
+    def _finish_turn(self, turn_id, mode, end, text, steps, user_samples, agent_samples) -> None:
+        rate = FRAME_SIZE * FRAME_RATE
+        self._emit(ev.TurnFinished(turn_id, mode, end, text, steps, user_samples / rate, agent_samples / rate))
+        self._emit(ev.Status("idle"))
+
+    def _emit_stats(self, step_ms: float, lag: int, conv) -> None:
+        self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
+                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size))
+
+
+class _UserFacing(Exception):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def _describe(exc: Exception) -> tuple[str, str]:
+    """(kind, readable message) for an exception raised by a command."""
+    import torch
+
+    if isinstance(exc, _UserFacing):
+        return exc.kind, str(exc)
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        _free_cuda_memory()
+        return "oom", ("the GPU ran out of memory. Close other programs using the GPU, or choose int8 weights "
+                       "in Settings (about half the memory of bfloat16).")
+    from ..engine.model import ModelError
+
+    if isinstance(exc, (ModelError, FileNotFoundError)):
+        return "model", str(exc)
+    if isinstance(exc, ValueError):  # our loaders' errors (voices, configs, audio) are written for users
+        return "input", str(exc)
+    return "internal", f"unexpected error: {type(exc).__name__}: {exc} (details in the log file)"
+
+
+def _free_cuda_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _downloaded_model_dir() -> Path:
+    try:
+        from ..assets.hub import find_model_dir
+    except ImportError:  # pragma: no cover - the assets module ships with the app
+        find_model_dir = None
+    found = find_model_dir() if find_model_dir is not None else None
+    if found is None:
+        raise _UserFacing("model", "no downloaded model found: download PersonaPlex (ppx-desktop download), "
+                                   "pick a model folder, or try the demo model")
+    return Path(found)
+
+
+def demo_model_dir(progress: tp.Callable[[int, int], None] | None = None) -> Path:
+    """The tiny random demo model in the user's data folder, made on first use."""
+    from ..engine.config import LM_WEIGHTS
+    from ..engine.tiny import make_tiny_model
+    from ..paths import data_dir
+
+    path = data_dir() / "demo-model"
+    if not (path / LM_WEIGHTS).is_file() or not (path / "voices").is_dir():
+        if progress is not None:
+            progress(0, 1)
+        make_tiny_model(path, seed=0)
+    return path
+
+
+def _warm_up(model) -> None:
+    """One throwaway frame through every part, so the first real frame is not slow (kernel
+    selection, allocator growth, lazy CUDA initialisation)."""
+    import torch
+
+    from ..engine.generator import Generator
+    from ..engine.sampling import SamplingConfig
+
+    with torch.no_grad():
+        enc, dec = model.mimi.init_encoder_state(1), model.mimi.init_decoder_state(1)
+        x = torch.zeros(1, 1, FRAME_SIZE, device=model.device)
+        codes = model.mimi.encode_step(x, enc)
+        gen = Generator(model.lm, SamplingConfig())
+        state = gen.init_state(1)
+        out = None
+        while out is None or out.tokens is None:
+            out = gen.step(state, user=codes)
+        model.mimi.decode_step(out.tokens[:, 1:1 + model.config.mimi.num_codebooks], dec)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
