@@ -12,8 +12,9 @@ DEFAULT_PROMPT = ("You are a wise and friendly teacher. Answer questions or prov
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model-dir", type=Path, required=True,
-                   help="model directory (layout of nvidia/personaplex-7b-v1, or one made by make-tiny-model)")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="model directory (layout of nvidia/personaplex-7b-v1, or one made by make-tiny-model); "
+                        "default: the model `ppx-desktop download` fetched")
     p.add_argument("--voice", required=True,
                    help="voice preset name (DIR/voices/NAME.pt), or a path to a .pt voice file or a WAV")
     p.add_argument("--text-prompt", default=DEFAULT_PROMPT, help="persona prompt (may be empty)")
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from ..assets.hub import find_model_dir
     from ..audio.files import read_audio, write_wav_pcm16
+    from ..cli import UserError
     from ..engine.model import load_model
     from ..engine.offline import run_offline
     from ..engine.sampling import SamplingConfig
@@ -43,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     for out in (args.output_wav, args.output_text):
         if not out.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    model_dir = args.model_dir or find_model_dir()
+    if model_dir is None:
+        raise UserError("no downloaded model found: run `ppx-desktop download` first or pass --model-dir")
     user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
-    model = load_model(args.model_dir, device=args.device, dtype=args.dtype)
+    model = load_model(model_dir, device=args.device, dtype=args.dtype)
     rng = None
     if args.seed is not None:
         torch.manual_seed(args.seed)

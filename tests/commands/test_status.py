@@ -1,0 +1,56 @@
+"""`ppx-desktop status`: installed files, missing ones, the GPU verdict and the exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from ppx_desktop.cli import main
+from ppx_desktop.commands import status
+from ppx_desktop.commands.status import GpuInfo
+from ppx_desktop.paths import voices_dir
+
+GB = 10**9
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    box = {"gpu": None, "why": "this PyTorch (test) is a CPU-only build; install a CUDA build"}
+    monkeypatch.setattr(status, "probe_gpu", lambda: (box["gpu"], box["why"]))
+    return box
+
+
+def test_no_model_and_no_gpu_is_not_ready(gpu, capsys):
+    assert main(["status"]) == 1
+    out = capsys.readouterr().out
+    assert "is not downloaded" in out and "ppx-desktop download" in out
+    assert "GPU: none (this PyTorch (test) is a CPU-only build" in out and out.rstrip().endswith("not ready")
+
+
+def test_complete_model_on_a_large_fast_gpu_is_ready(gpu, tiny_model_dir, capsys):
+    gpu["gpu"] = GpuInfo("NVIDIA GeForce RTX 4090", 24 * GB, 23 * GB)
+    (voices_dir() / "Mine.pt").write_bytes(b"x")
+    assert main(["status", "--model-dir", str(tiny_model_dir)]) == 0
+    out = capsys.readouterr().out
+    assert f"model: {tiny_model_dir}" in out and "voices: 4 (NATF0, NATM0, VARF0, VARM0)" in out
+    assert "custom voices" in out and "Mine" in out
+    assert "GPU: NVIDIA GeForce RTX 4090, 23.0 GB free of 24.0 GB" in out
+    assert "real time: yes - about 27 ms of work per 80 ms frame" in out
+    assert out.rstrip().endswith("ready to talk")
+
+
+@pytest.mark.parametrize("name, free, words", [
+    pytest.param("NVIDIA GeForce RTX 4070", 11, "not enough free GPU memory", id="small-card"),
+    pytest.param("NVIDIA GB10", 100, "real time: no", id="slow-memory"),
+])
+def test_gpu_verdicts(gpu, tiny_model_dir, capsys, name, free, words):
+    gpu["gpu"] = GpuInfo(name, 128 * GB, free * GB)
+    assert main(["status", "--model-dir", str(tiny_model_dir)]) == 1
+    assert words in capsys.readouterr().out
+
+
+def test_missing_files_are_listed(gpu, tmp_path, capsys):
+    gpu["gpu"] = GpuInfo("NVIDIA H100 80GB HBM3", 80 * GB, 79 * GB)
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 10)
+    assert main(["status", "--model-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "missing: tokenizer-e351c8d8-checkpoint125.safetensors; tokenizer_spm_32k_3.model; voices/*.pt" in out
