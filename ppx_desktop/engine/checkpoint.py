@@ -118,12 +118,18 @@ def check_plan(path: Path, plan: Plan, model_shapes: dict[str, tuple[int, ...]],
 
 
 def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
-                 dtype: torch.dtype | None = None, plan_fn: tp.Callable[..., Plan] = direct_plan) -> None:
+                 dtype: torch.dtype | None = None, plan_fn: tp.Callable[..., Plan] = direct_plan,
+                 convert: tp.Callable[[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
+                 target: nn.Module | None = None) -> None:
     """Loads `path` into `module` (typically built on the meta device), strictly.
 
     Every tensor is read from the memory-mapped file on its own, cast to `dtype` (floating point
     tensors; None keeps the module's dtypes), moved to `device` and assigned to the module, so
     peak host memory stays near one tensor.
+
+    With `convert(key, tensor_on_device) -> {key: tensor}` (quantisation), each tensor is moved to
+    the device in its file dtype and converted there, and the results are assigned to `target`
+    (the converted module; `module` still describes the checkpoint's keys and shapes).
     """
     from safetensors import SafetensorError, safe_open
 
@@ -143,12 +149,15 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
                     t = transform(t)
                     if tuple(t.shape) != model_shapes[key]:
                         raise CheckpointError(f"{path}: {src} cannot be adapted to {key} {list(model_shapes[key])}")
+                if convert is not None:
+                    loaded.update(convert(key, t.to(device=device)))
+                    continue
                 target_dtype = dtype if dtype is not None and t.is_floating_point() else model_sd[key].dtype
                 loaded[key] = t.to(device=device, dtype=target_dtype)
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: damaged weights file ({exc}); download it again") from exc
     # Modules rebuild derived buffers (Mimi's codebook centroids) in load_state_dict post-hooks.
-    module.load_state_dict(loaded, strict=True, assign=True)
+    (module if target is None else target).load_state_dict(loaded, strict=True, assign=True)
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

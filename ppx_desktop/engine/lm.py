@@ -9,6 +9,7 @@ Streams: 0 text, 1..8 agent audio codebooks, 9..16 user audio codebooks.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import LMConfig
@@ -29,7 +30,8 @@ class ScaledEmbedding(nn.Embedding):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         y = super().forward(tokens.clamp(min=0))
-        return torch.where((tokens == ZERO_TOKEN)[..., None], torch.zeros((), dtype=y.dtype, device=y.device), y)
+        # masked_fill with a Python scalar: one op, and no scalar tensor created per call.
+        return y.masked_fill((tokens == ZERO_TOKEN)[..., None], 0.0)
 
 
 class LMModel(nn.Module):
@@ -77,9 +79,14 @@ class LMModel(nn.Module):
         Audio streams are summed in order and the text embedding is added last: the reference's
         order, which matters for bit parity (and for rounding in bf16).
         """
-        h = self.emb[0](tokens[:, 1])
+        audio = tokens[:, 1:]  # [B, n_q, T]
+        # Clamp and the zero-token test once for all audio streams (not per stream): fewer ops.
+        index, zero = audio.clamp(min=0), (audio == ZERO_TOKEN)[..., None]
+        rows = torch.stack([F.embedding(index[:, i], emb.weight) for i, emb in enumerate(self.emb)], dim=1)
+        rows = rows.masked_fill(zero, 0.0)  # [B, n_q, T, dim]
+        h = rows[:, 0]
         for i in range(1, self.cfg.n_q):
-            h = h + self.emb[i](tokens[:, i + 1])
+            h = h + rows[:, i]
         return h + self.text_emb(tokens[:, 0])
 
     def temporal(self, h: torch.Tensor, state: TransformerState | None = None,
@@ -92,10 +99,11 @@ class LMModel(nn.Module):
                        state: TransformerState) -> torch.Tensor:
         """Sub-step `n` (predicts stream n + 1): z `[B, 1, dim]`, prev_token `[B]` -> logits `[B, card]`.
 
-        `prev_token` is the text token for n = 0, else the token of stream n. The caller resets
-        `state` before sub-step 0 of every frame.
+        `prev_token` is the text token for n = 0, else the token of stream n. Sub-step n writes
+        cache slot n and attends to slots 0..n, positions known on the host, so `state` needs no
+        reset between frames.
         """
         emb = self.depformer_text_emb if n == 0 else self.depformer_emb[n - 1]
         x = self.depformer_in[n](z) + emb(prev_token[:, None])
-        y = self.depformer(x, state, step=n)
+        y = self.depformer(x, state, step=n, position=n)
         return self.linears[n](y)[:, 0]

@@ -94,9 +94,30 @@ class LoadedModel:
         return load_voice_audio(path)
 
 
-def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None
-               ) -> LoadedModel:
+def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str) -> None:
+    """Raises ModelError if the GPU's free memory is below the estimate, naming a precision that fits."""
+    from .quant import estimate_memory, fitting_precisions
+
+    if device.type != "cuda":
+        return
+    free, _total = torch.cuda.mem_get_info(device)
+    need = estimate_memory(config, dtype, quant)
+    if need <= free:
+        return
+    chosen = quant if quant != "none" else str(dtype).removeprefix("torch.")
+    fits = fitting_precisions(config, free, device)
+    hint = (f"use {' or '.join(fits)} (--quant {'none' if fits[0] == 'bfloat16' else fits[0]})" if fits else
+            "no precision fits: free GPU memory (close other programs) or use a larger GPU")
+    raise ModelError(f"{chosen} needs about {need / 2**30:.1f} GiB of GPU memory but only {free / 2**30:.1f} GiB "
+                     f"is free: {hint}")
+
+
+def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
+               *, quant: str = "none", check_memory: bool = True) -> LoadedModel:
+    """Loads a model directory; `quant` ("none", "int8", "fp8") quantises the LM's linear layers
+    tensor by tensor while loading (the full-precision LM never exists on the device)."""
     from ..assets.tokenizer import TextTokenizer
+    from .quant import QuantError, check_quant, convert_for_quant, quantizing_converter
 
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
@@ -108,6 +129,12 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     config = load_model_config(model_dir)
     dev = resolve_device(device)
     lm_dtype = resolve_dtype(dtype, dev)
+    try:
+        check_quant(quant, dev)
+    except QuantError as exc:
+        raise ModelError(str(exc)) from exc
+    if check_memory:
+        check_device_memory(config, dev, lm_dtype, quant)
     tokenizer = TextTokenizer.load(model_dir / TEXT_TOKENIZER)
     if tokenizer.vocab_size != config.lm.text_card:
         raise ModelError(f"{model_dir / TEXT_TOKENIZER} has {tokenizer.vocab_size} pieces but the model expects "
@@ -116,5 +143,12 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     mimi = Mimi(config.mimi, device="meta")
     load_weights(mimi, model_dir / MIMI_WEIGHTS, device=dev, dtype=torch.float32)  # Mimi always runs in fp32
     lm = LMModel(config.lm, device="meta", dtype=lm_dtype)
-    load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan)
+    if quant == "none":
+        load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan)
+    else:
+        qlm = LMModel(config.lm, device="meta", dtype=lm_dtype)
+        keys = convert_for_quant(qlm, quant)
+        load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan,
+                     convert=quantizing_converter(keys, quant, lm_dtype), target=qlm)
+        lm = qlm
     return LoadedModel(config, mimi.eval(), lm.eval(), tokenizer, model_dir, dev, lm_dtype)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .config import FRAME_SIZE
+from .framestep import FrameStep
 from .generator import Generator, GeneratorOptions
 from .model import LoadedModel
 from .prompts import VoicePrompt, run_prompts
@@ -26,32 +27,29 @@ class OfflineResult:
 def run_offline(model: LoadedModel, user_audio: np.ndarray, *, voice: VoicePrompt | None,
                 text_tokens: tp.Sequence[int], sampling: SamplingConfig,
                 rng: torch.Generator | None = None, options: GeneratorOptions | None = None,
-                progress: tp.Callable[[int, int], None] | None = None) -> OfflineResult:
+                progress: tp.Callable[[int, int], None] | None = None, capture: str = "off") -> OfflineResult:
     """Runs the prompt phases, then streams `user_audio` (24 kHz mono float) through the model.
 
-    The last partial frame is zero-padded; the output is trimmed to the input's length.
+    The last partial frame is zero-padded; the output is trimmed to the input's length. Frames
+    run through `FrameStep` (eager by default: `capture` as in `FrameStep`).
     """
     from ..audio.files import frames
 
     gen = Generator(model.lm, sampling, options or GeneratorOptions(), rng)
     state = gen.init_state(1)
     run_prompts(gen, state, model.config.prompt, mimi=model.mimi, voice=voice, text_tokens=text_tokens)
-    mimi, device = model.mimi, model.device
-    enc, dec = mimi.init_encoder_state(1), mimi.init_decoder_state(1)
-    n = model.config.mimi.num_codebooks
+    fs = FrameStep(model, gen, capture=capture)
+    codec = fs.init_codec_state()
+    fs.warmup(state, codec)
     user_frames = frames(np.asarray(user_audio, dtype=np.float32), FRAME_SIZE)
-    pcm_out, text_out = [], []
+    pcm_out, ids = [], []
     for i, frame in enumerate(user_frames):
-        x = torch.from_numpy(frame).to(device, non_blocking=True).view(1, 1, FRAME_SIZE)
-        out = gen.step(state, user=mimi.encode_step(x, enc))
-        # After the prompts every step returns a frame: agent codes are streams 1..n.
-        pcm_out.append(mimi.decode_step(out.tokens[:, 1:1 + n], dec)[0, 0])
-        text_out.append(out.tokens[0, 0, 0])
+        result = fs(state, codec, frame)
+        pcm_out.append(result.pcm)
+        ids.append(result.text_id)
         if progress is not None:
             progress(i + 1, len(user_frames))
-    # Results stay on the device until the end: no per-frame host synchronisation.
-    pcm = torch.cat(pcm_out).float().cpu().numpy() if pcm_out else np.zeros(0, np.float32)
-    ids = torch.stack(text_out).cpu().tolist() if text_out else []
+    pcm = np.concatenate(pcm_out) if pcm_out else np.zeros(0, np.float32)
     length = len(user_audio)
     pcm = pcm[:length] if len(pcm) >= length else np.pad(pcm, (0, length - len(pcm)))
     return OfflineResult(pcm, ids, [model.tokenizer.piece_text(i) for i in ids])

@@ -35,7 +35,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_dtype = x.dtype
         x = x.float()
-        var = self.eps + torch.mean(x * x, dim=-1, keepdim=True)
+        # tensor + eps rather than eps + tensor: the reflected add creates a scalar tensor (an op).
+        var = torch.mean(x * x, dim=-1, keepdim=True) + self.eps
         # alpha * rsqrt first, then x: the reference's multiply order, for bit-level parity.
         return (x * (self.alpha.float() * torch.rsqrt(var))).to(x_dtype)
 
@@ -63,24 +64,33 @@ class GatedFFN(nn.Module):
         return self.linear_out(F.silu(h[..., 0, :]) * h[..., 1, :])
 
 
-def apply_rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, max_period: float):
-    """Interleaved rotary embedding of q and k `[B, H, T, D]` at float positions `[T]`.
+def rope_tables(positions: torch.Tensor, dim: int, max_period: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary tables `[T, dim/2, 2]` (float32) at float positions `[T]`: (cos, cos) and (-sin, sin).
 
-    Computed in float32 and cast back, pairs (2i, 2i+1) are (real, imaginary).
+    Computed once per stack call and shared by every layer (positions are the same in all layers).
     """
-    D = q.shape[-1]
-    ds = torch.arange(D // 2, device=q.device, dtype=torch.float32)
-    freqs = torch.exp(ds * (-math.log(max_period) * 2 / D))
+    ds = torch.arange(dim // 2, device=positions.device, dtype=torch.float32)
+    freqs = torch.exp(ds * (-math.log(max_period) * 2 / dim))
     angles = freqs * positions.view(-1, 1)  # [T, D/2]
     cos, sin = torch.cos(angles), torch.sin(angles)
+    return torch.stack([cos, cos], dim=-1), torch.stack([-sin, sin], dim=-1)
 
-    def rotate(x: torch.Tensor) -> torch.Tensor:
-        x2 = x.view(*x.shape[:-1], D // 2, 2)
-        xr, xi = x2[..., 0].float(), x2[..., 1].float()
-        out = torch.stack([(xr * cos - xi * sin).to(x.dtype), (xr * sin + xi * cos).to(x.dtype)], dim=-1)
-        return out.view(x.shape)
 
-    return rotate(q), rotate(k)
+def rotate(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    """Interleaved RoPE of `x` `[..., T, D]` in float32, pairs (2i, 2i+1) being (real, imaginary).
+
+    (r, i) -> (r cos - i sin, i cos + r sin) as `x * (cos, cos) + swap(x) * (-sin, sin)`: four ops
+    instead of seven, with the same roundings (negation is exact and the sums commute).
+    """
+    x2 = x.view(*x.shape[:-1], x.shape[-1] // 2, 2).float()
+    out = x2 * cos2 + x2.flip(-1) * sin2
+    return out.to(x.dtype).view(x.shape)
+
+
+def apply_rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, max_period: float):
+    """Interleaved rotary embedding of q and k `[B, H, T, D]` at float positions `[T]`."""
+    cos, sin = rope_tables(positions, q.shape[-1], max_period)
+    return rotate(q, cos, sin), rotate(k, cos, sin)
 
 
 def ring_positions(end: torch.Tensor, capacity: int, exact_window: bool = False) -> torch.Tensor:
@@ -158,36 +168,40 @@ class StreamingAttention(nn.Module):
             return self.out_proj(x)
         return F.linear(x, self.out_proj.weight.view(self.weights_per_step, self.dim, self.dim)[step])
 
-    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None,
-                offset: torch.Tensor | None = None, step: int = 0, exact_window: bool = False) -> torch.Tensor:
-        """x `[B, T, D]`; with `cache` (k, v `[B, H, C, Dh]`) and `offset`, streams T new tokens."""
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None,
+                ctx: StepContext, step: int = 0) -> torch.Tensor:
+        """x `[B, T, D]`; with `cache` (k, v `[B, H, C, Dh]`) streams T new tokens at `ctx`'s slots."""
         B, T, _ = x.shape
         H = self.num_heads
         qkv = self._project_in(x, step).view(B, T, 3, H, -1).permute(2, 0, 3, 1, 4)  # [3, B, H, T, Dh]
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        if offset is None:
-            offset = torch.zeros(1, dtype=torch.long, device=x.device)
-        pos_q = offset + torch.arange(T, device=x.device, dtype=torch.long)  # [T]
-        if self.rope_max_period is not None:
-            q, k = apply_rope(q, k, offset.float() + torch.arange(T, device=x.device, dtype=torch.float32),
-                              self.rope_max_period)
-        if cache is None:
-            pos_k = pos_q
+        if ctx.rope is not None:
+            qk = rotate(qkv[:2], *ctx.rope)  # q and k in one pass: [2, B, H, T, Dh]
+            q, k = qk[0], qk[1]
         else:
+            q, k = qkv[0], qkv[1]
+        v = qkv[2]
+        if cache is not None:
             k_cache, v_cache = cache
-            capacity = k_cache.shape[2]
-            slots = pos_q % capacity
-            k_cache.index_copy_(2, slots, k)
-            v_cache.index_copy_(2, slots, v)
+            if ctx.static_slot is not None:
+                k_cache[:, :, ctx.static_slot:ctx.static_slot + T].copy_(k)
+                v_cache[:, :, ctx.static_slot:ctx.static_slot + T].copy_(v)
+            else:
+                k_cache.index_copy_(2, ctx.slots, k)
+                v_cache.index_copy_(2, ctx.slots, v)
             k, v = k_cache, v_cache
-            pos_k = ring_positions(offset + T, capacity, exact_window)
-        delta = pos_q.view(-1, 1) - pos_k.view(1, -1)  # [T, S]
-        mask = (pos_k.view(1, -1) >= 0) & (delta >= 0)
-        if self.context is not None:
-            mask = mask & (delta < self.context)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, H, T, Dh]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)  # [B, H, T, Dh]
         out = out.transpose(1, 2).reshape(B, T, self.dim)
         return self._project_out(out, step)
+
+
+class StepContext(tp.NamedTuple):
+    """What every layer of a stack shares in one call, computed once per call rather than per layer:
+    RoPE tables, the attention mask over the cache slots and where the new keys go."""
+
+    mask: torch.Tensor  # [T, S] bool
+    rope: tuple[torch.Tensor, torch.Tensor] | None  # rotary tables [T, Dh/2, 2] (`rope_tables`)
+    slots: torch.Tensor | None  # [T] cache slots of the new tokens (device-side positions)
+    static_slot: int | None  # first cache slot when positions are known on the host
 
 
 class TransformerLayer(nn.Module):
@@ -230,8 +244,8 @@ class TransformerLayer(nn.Module):
             return self.gating[step](x)
         return self.gating(x)
 
-    def forward(self, x: torch.Tensor, cache=None, offset=None, step: int = 0, exact_window: bool = False):
-        h = self.self_attn(self.norm1(x), cache, offset, step, exact_window)
+    def forward(self, x: torch.Tensor, cache, ctx: StepContext, step: int = 0):
+        h = self.self_attn(self.norm1(x), cache, ctx, step)
         if self.flavour == "mimi":
             h = self.layer_scale_1(h)
         x = x + h
@@ -259,14 +273,52 @@ class Transformer(nn.Module):
             offset=torch.zeros(1, dtype=torch.long, device=device),
         )
 
+    def context(self, T: int, device, state: TransformerState | None = None, position: int | None = None,
+                exact_window: bool = False) -> StepContext:
+        """Positions, mask and RoPE tables of a call on T tokens (see `forward`)."""
+        attn = self.layers[0].self_attn
+        static_slot = slots = None
+        if state is None:
+            pos_q = torch.arange(T, device=device)
+            pos_k = pos_q
+        elif position is not None:
+            capacity = state.keys[0].shape[2]
+            if position + T > capacity:
+                raise ValueError(f"position {position} + {T} tokens overflows the {capacity}-slot cache")
+            static_slot = position
+            pos_q = torch.arange(position, position + T, device=device)
+            pos_k = torch.arange(capacity, device=device)  # slots past the new tokens are masked by causality
+        else:
+            capacity = state.keys[0].shape[2]
+            pos_q = state.offset + torch.arange(T, device=device)  # [T]
+            slots = pos_q % capacity
+            pos_k = ring_positions(state.offset + T, capacity, exact_window)
+        delta = pos_q.view(-1, 1) - pos_k.view(1, -1)  # [T, S]
+        mask = delta >= 0
+        if state is not None and position is None:
+            mask = mask & (pos_k.view(1, -1) >= 0)
+        elif position is not None and position + T == pos_k.shape[0] and not exact_window:
+            # The reference's ring quirk (module docstring) once the cache is full: slot 0, the
+            # oldest key, is labelled with a future position and so masked.
+            mask = mask & (pos_k.view(1, -1) > 0)
+        if attn.context is not None:
+            mask = mask & (delta < attn.context)
+        rope = None
+        if attn.rope_max_period is not None:
+            rope = rope_tables(pos_q.float(), self.dim // self.num_heads, attn.rope_max_period)
+        return StepContext(mask, rope, slots, static_slot)
+
     def forward(self, x: torch.Tensor, state: TransformerState | None = None, step: int = 0,
-                exact_window: bool = False) -> torch.Tensor:
-        """x `[B, T, D]`. Without state: positions 0..T-1, causal, window `context`."""
+                exact_window: bool = False, position: int | None = None) -> torch.Tensor:
+        """x `[B, T, D]`. Without state: positions 0..T-1, causal, window `context`.
+
+        With `state`, streams at the device-side `state.offset` (then advanced); with `position`
+        (a host int, the depformer's sub-step), writes slots position.. and leaves the offset alone.
+        """
+        ctx = self.context(x.shape[1], x.device, state, position, exact_window)
         for i, layer in enumerate(self.layers):
-            if state is None:
-                x = layer(x, step=step)
-            else:
-                x = layer(x, (state.keys[i], state.values[i]), state.offset, step, exact_window)
-        if state is not None:
+            cache = None if state is None else (state.keys[i], state.values[i])
+            x = layer(x, cache, ctx, step)
+        if state is not None and position is None:
             state.offset.add_(x.shape[1])
         return x

@@ -1,0 +1,176 @@
+"""Counting what a frame costs: ATen operations per frame and models of the released depth.
+
+On a GPU every eager ATen operation is at least one kernel launch (5-10 us of host time), so the
+number of operations per frame is a width-independent proxy for launch overhead that can be
+measured on any CPU. `OpCounter` counts them with a dispatch mode; `deep_narrow_config` builds
+the released architecture's depth and stream layout at a width a laptop runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .config import (
+    MimiConfig,
+    MimiTransformerConfig,
+    ModelConfig,
+    PromptConfig,
+    QuantizerConfig,
+    SeanetConfig,
+)
+
+# Ops that never launch work on a device: metadata only (`_unsafe_view` is the reshape inside
+# `linear` on 3-d inputs; it aliases its input like a view).
+_FREE = {"detach", "lift_fresh", "_local_scalar_dense", "_unsafe_view"}
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts ATen operations dispatched while active, split into compute ops and views.
+
+    Views (`view`, `select`, `permute`, ...) alias their input and launch nothing; they are
+    counted apart so that `ops` is comparable with a kernel count.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.ops: collections.Counter[str] = collections.Counter()
+        self.views: collections.Counter[str] = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if func.is_view:
+            self.views[name] += 1
+        elif name not in _FREE:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        return sum(self.ops.values())
+
+    def reset(self) -> None:
+        self.ops.clear()
+        self.views.clear()
+
+
+def deep_narrow_config(width: int = 64, depformer_width: int = 32, context: int = 3000) -> ModelConfig:
+    """The released layer counts, stream layout and context at a narrow width (random weights).
+
+    Operation counts do not depend on width, so this measures the real model's per-frame op count.
+    """
+    real = ModelConfig()
+    lm = dataclasses.replace(
+        real.lm, dim=width, num_heads=4, depformer_dim=depformer_width, depformer_num_heads=4,
+        depformer_dim_feedforward=int(4.125 * depformer_width), text_card=512, context=context,
+    )
+    mimi = MimiConfig(
+        seanet=SeanetConfig(dimension=32, n_filters=4),
+        quantizer=QuantizerConfig(dimension=16, bins=real.mimi.quantizer.bins, input_dimension=32,
+                                  output_dimension=32),
+        transformer=MimiTransformerConfig(d_model=32, num_heads=2, dim_feedforward=64, input_dimension=32,
+                                          output_dimensions=(32,)),
+    )
+    config = ModelConfig(mimi=mimi, lm=lm, prompt=PromptConfig())
+    config.validate("deep_narrow_config")
+    return config
+
+
+def small_config() -> ModelConfig:
+    """`bench --config small`: the released depth at width 256/128, about 60 M parameters."""
+    return deep_narrow_config(width=256, depformer_width=128)
+
+
+def fill_random_(module: torch.nn.Module, seed: int = 0) -> None:
+    """Random weights of a sensible scale for a module built on a real device."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.endswith("alpha") or name.endswith("scale"):
+                p.fill_(1.0 if name.endswith("alpha") else 0.1)
+            elif p.dim() >= 2:
+                bound = p.shape[-1] ** -0.5
+                p.copy_(torch.empty(p.shape, dtype=torch.float32).uniform_(-bound, bound, generator=gen))
+            else:
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+
+
+def count_ops(fn, *args, **kwargs) -> tuple[int, OpCounter]:
+    """Runs `fn(*args, **kwargs)` once under an `OpCounter`; returns (compute ops, the counter)."""
+    counter = OpCounter()
+    with counter:
+        fn(*args, **kwargs)
+    return counter.total, counter
+
+
+def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str = "none", seed: int = 0):
+    """A LoadedModel with random weights, built tensor by tensor (the released size fits 24 GB of RAM
+    in bf16: no float32 copy of the LM ever exists, only one tensor at a time)."""
+    from pathlib import Path
+
+    from .lm import LMModel
+    from .mimi import Mimi
+    from .model import LoadedModel
+    from .quant import convert_for_quant, quantizing_converter
+
+    gen = torch.Generator().manual_seed(seed)
+    float_lm = LMModel(config.lm, device="meta", dtype=dtype)
+    lm = LMModel(config.lm, device="meta", dtype=dtype)
+    convert = quantizing_converter(convert_for_quant(lm, quant), quant, dtype) if quant != "none" else None
+    loaded: dict[str, torch.Tensor] = {}
+    for key, meta in float_lm.state_dict().items():
+        if key.endswith("alpha"):
+            t = torch.ones(meta.shape)
+        elif "emb" in key.split(".")[0]:
+            t = 0.3 * torch.randn(meta.shape, generator=gen)
+        else:
+            bound = meta.shape[-1] ** -0.5
+            t = torch.empty(meta.shape).uniform_(-bound, bound, generator=gen)
+        t = t.to(device)
+        loaded.update(convert(key, t) if convert is not None else {key: t.to(dtype)})
+        del t
+    lm.load_state_dict(loaded, strict=True, assign=True)
+    del loaded
+    mimi = Mimi(config.mimi, device=device)
+    fill_random_(mimi, seed)
+    mimi.refresh_codebooks()
+    return LoadedModel(config, mimi.eval(), lm.eval(), None, Path("<random weights>"), torch.device(device), dtype)
+
+
+def bytes_per_frame(lm: torch.nn.Module, mimi: torch.nn.Module, depformer_steps: int, kv_bytes: int) -> int:
+    """Bytes one frame must read: every LM weight except embedding tables (one row each), the
+    depformer's per-step weights for the sub-steps run, the KV cache, and Mimi."""
+    dep_q = lm.cfg.dep_q
+    total = kv_bytes
+    for key, t in lm.state_dict().items():
+        top = key.split(".")[0]
+        size = t.numel() * t.element_size()
+        if top in ("emb", "text_emb", "depformer_emb", "depformer_text_emb"):
+            continue
+        if top in ("depformer", "depformer_in", "linears") and "alpha" not in key:
+            size = size * depformer_steps // dep_q
+        total += size
+    return total + sum(t.numel() * t.element_size() for t in mimi.state_dict().values())
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak bytes: allocated device memory on CUDA, the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+__all__ = ["OpCounter", "bytes_per_frame", "count_ops", "deep_narrow_config", "fill_random_", "peak_memory",
+           "random_model", "small_config"]

@@ -1,0 +1,170 @@
+"""The one-graph frame step: equal to encode -> Generator.step -> decode, capturable, sync-free."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from ppx_desktop.engine.checkpoint import lm_plan, load_weights
+from ppx_desktop.engine.config import FRAME_SIZE, ModelConfig
+from ppx_desktop.engine.framestep import FrameStep
+from ppx_desktop.engine.generator import Generator
+from ppx_desktop.engine.lm import LMModel
+from ppx_desktop.engine.mimi import Mimi
+from ppx_desktop.engine.prompts import run_prompts
+from ppx_desktop.engine.sampling import SamplingConfig
+
+from conftest import FIXTURES, ForbidHostSync, load_golden, tiny_config_dict
+
+N_FRAMES = 20  # past the tiny LM's 16-slot context: the ring wraps
+
+
+@pytest.fixture(scope="module")
+def model():
+    config = ModelConfig.from_dict(tiny_config_dict())
+    mimi, lm = Mimi(config.mimi, device="meta"), LMModel(config.lm, device="meta")
+    load_weights(mimi, FIXTURES / "tiny_mimi.safetensors", dtype=torch.float32)
+    load_weights(lm, FIXTURES / "tiny_lm.safetensors", dtype=torch.float32, plan_fn=lm_plan)
+    return types.SimpleNamespace(config=config, mimi=mimi.eval(), lm=lm.eval(), device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="module")
+def user_frames():
+    wav = load_golden("mimi_golden.safetensors")["waveform"][0, 0].numpy()
+    return [wav[i * FRAME_SIZE:(i + 1) * FRAME_SIZE] for i in range(N_FRAMES)]
+
+
+def prompted(model, sampling, seed=None):
+    rng = None if seed is None else torch.Generator().manual_seed(seed)
+    gen = Generator(model.lm, sampling, rng=rng)
+    state = gen.init_state(1)
+    run_prompts(gen, state, model.config.prompt, text_tokens=[5, 6, 7])
+    return gen, state
+
+
+def composition(model, sampling, frames, seed=None):
+    """What offline.py did before FrameStep: the reference for the frame step."""
+    gen, state = prompted(model, sampling, seed)
+    enc, dec = model.mimi.init_encoder_state(1), model.mimi.init_decoder_state(1)
+    pcm, text = [], []
+    for frame in frames:
+        out = gen.step(state, user=model.mimi.encode_step(torch.from_numpy(frame).view(1, 1, -1), enc))
+        pcm.append(model.mimi.decode_step(out.tokens[:, 1:9], dec)[0, 0].numpy())
+        text.append(int(out.tokens[0, 0, 0]))
+    return pcm, text, state
+
+
+def frame_steps(model, sampling, frames, seed=None, **kw):
+    gen, state = prompted(model, sampling, seed)
+    fs = FrameStep(model, gen, **kw)
+    codec = fs.init_codec_state()
+    fs.warmup(state, codec)
+    results = [fs(state, codec, frame) for frame in frames]
+    return [r.pcm for r in results], [r.text_id for r in results], results, state
+
+
+@pytest.mark.parametrize("sampling, seed", [
+    pytest.param(SamplingConfig.greedy(), None, id="greedy"),
+    pytest.param(SamplingConfig(top_k_audio=8, top_k_text=8), 11, id="seeded-sampling"),
+])
+def test_eager_frame_step_equals_composition(model, user_frames, sampling, seed):
+    pcm_ref, text_ref, state_ref = composition(model, sampling, user_frames, seed)
+    pcm, text, results, state = frame_steps(model, sampling, user_frames, seed, capture="off")
+    assert text == text_ref
+    assert all(np.array_equal(a, b) for a, b in zip(pcm, pcm_ref))
+    assert torch.equal(state.cache, state_ref.cache) and torch.equal(state.provided, state_ref.provided)
+    assert state.provided_host == state_ref.provided_host and state.offset == state_ref.offset
+    assert all(r.pcm.dtype == np.float32 and r.pcm.shape == (FRAME_SIZE,) for r in results)
+    assert results[0].text_prob == 1.0  # the first reported token is the prompt's forced one
+    assert all(0.0 < r.text_prob <= 1.0 for r in results)
+    if not sampling.use_sampling:
+        # Greedy picks the most likely token: above uniform over the text vocabulary.
+        assert all(r.text_prob > 1 / model.config.lm.text_card for r in results[2:])
+
+
+def test_frame_step_has_no_host_sync(model, user_frames):
+    gen, state = prompted(model, SamplingConfig(top_k_audio=8, top_k_text=8), seed=0)
+    fs = FrameStep(model, gen, capture="off")
+    codec = fs.init_codec_state()
+    with ForbidHostSync():
+        for frame in user_frames:
+            fs(state, codec, frame)
+
+
+def test_codec_state_snapshot_restore(model, user_frames):
+    gen, state = prompted(model, SamplingConfig.greedy())
+    fs = FrameStep(model, gen, capture="off")
+    codec = fs.init_codec_state()
+    g_snap, c_snap = state.snapshot(), codec.snapshot()
+    first = [fs(state, codec, f).pcm for f in user_frames[:5]]
+    state.restore(g_snap)
+    codec.restore(c_snap)
+    second = [fs(state, codec, f).pcm for f in user_frames[:5]]
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    codec.reset()
+    assert bool(codec.enc.first) and float(codec.text_prob[0]) == 1.0
+
+
+def test_refuses_states_before_the_prompts_end(model):
+    gen = Generator(model.lm, SamplingConfig.greedy())
+    fs = FrameStep(model, gen, capture="off")
+    with pytest.raises(ValueError, match="prompt"):
+        fs(gen.init_state(1), fs.init_codec_state(), np.zeros(FRAME_SIZE, np.float32))
+    with pytest.raises(ValueError, match="cuda-graph"):
+        FrameStep(model, gen, capture="cuda-graph")
+    with pytest.raises(ValueError, match="capture must be"):
+        FrameStep(model, gen, capture="fast")
+
+
+def _compiled_matches_eager(model, user_frames, compile_options):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    greedy = SamplingConfig.greedy()
+    pcm_ref, text_ref, _, _ = frame_steps(model, greedy, user_frames, capture="off")
+    torch._dynamo.utils.counters.clear()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        # warmup() compiles once (fullgraph: any graph break raises); the frames must not recompile.
+        pcm, text, _, _ = frame_steps(model, greedy, user_frames, capture="compile",
+                                      compile_options=compile_options)
+    assert text == text_ref
+    for a, b in zip(pcm, pcm_ref):
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+    assert not torch._dynamo.utils.counters["graph_break"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="minutes of tracing on CPU; set PPX_TEST_COMPILE=1")
+def test_frame_step_traces_as_one_graph(model, user_frames):
+    # backend="eager": Dynamo captures the whole frame as one graph (fullgraph, no recompiles)
+    # without Inductor's code generation, which takes minutes on this CPU.
+    _compiled_matches_eager(model, user_frames, {"backend": "eager"})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="slow on CPU; set PPX_TEST_COMPILE=1")
+def test_frame_step_compiles_with_inductor(model, user_frames):
+    _compiled_matches_eager(model, user_frames, {})
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+
+
+@requires_cuda
+def test_cuda_graph_matches_eager(model, user_frames):
+    cuda = types.SimpleNamespace(config=model.config, mimi=Mimi(model.config.mimi, device="cuda"),
+                                 lm=LMModel(model.config.lm, device="cuda"), device=torch.device("cuda"))
+    cuda.mimi.load_state_dict(model.mimi.state_dict())
+    cuda.lm.load_state_dict(model.lm.state_dict())
+    cuda.mimi.eval(), cuda.lm.eval()
+    greedy = SamplingConfig.greedy()
+    _, text_ref, results_ref, _ = frame_steps(cuda, greedy, user_frames, capture="off")
+    _, text, results, _ = frame_steps(cuda, greedy, user_frames, capture="cuda-graph")
+    assert text == text_ref
+    for a, b in zip(results, results_ref):
+        np.testing.assert_allclose(a.pcm, b.pcm, atol=1e-4, rtol=0)
