@@ -1,0 +1,97 @@
+"""A private PulseAudio server for the audio integration tier, started and stopped by the tests.
+
+Null sinks with ``norewinds=1`` (without it a 24 kHz duplex stream fails and the monitor loses the
+start of each playback): ``speaker`` is what the app plays into, ``micfeed`` + ``virtmic`` is the
+app's microphone. Its own runtime folder and socket under a temp dir, so it never meets a user's
+sound server or another test run. PortAudio reaches it through ALSA's ``pulse`` plugin.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+TOOLS = ("pulseaudio", "pactl", "paplay", "parecord")
+
+
+def _missing() -> str | None:
+    absent = [t for t in TOOLS if shutil.which(t) is None]
+    if ctypes.util.find_library("portaudio") is None:
+        absent.append("libportaudio2")
+    if absent:
+        return (f"audio integration tier needs {', '.join(absent)}: sudo apt-get install libportaudio2 pulseaudio "
+                "pulseaudio-utils libasound2-plugins espeak-ng sox")
+    return None
+
+
+class Pulse:
+    def __init__(self, runtime: Path, env: dict[str, str]) -> None:
+        self.runtime, self.env = runtime, env
+
+    def pactl(self, *args: str) -> str:
+        return subprocess.run(["pactl", *args], env=self.env, check=True, capture_output=True, text=True,
+                              timeout=20).stdout.strip()
+
+    def paplay(self, wav: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "--device=micfeed", "--latency-msec=20", str(wav)], env=self.env)
+
+    def parecord(self, out: Path) -> subprocess.Popen:
+        return subprocess.Popen(["parecord", "--device=speaker.monitor", "--rate=24000", "--channels=1",
+                                 "--format=float32le", "--raw", "--latency-msec=20", str(out)], env=self.env)
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    why = _missing()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    runtime = tmp_path_factory.mktemp("pulse")
+    runtime.chmod(0o700)
+    sock = runtime / "pulse" / "native"
+    (runtime / "ci.pa").write_text(
+        f"load-module module-native-protocol-unix auth-anonymous=1 socket={sock}\n"
+        "load-module module-null-sink sink_name=speaker rate=48000 channels=2 norewinds=1\n"
+        "load-module module-null-sink sink_name=micfeed rate=48000 channels=1 norewinds=1\n"
+        "load-module module-remap-source source_name=virtmic master=micfeed.monitor channels=1\n"
+        "set-default-sink speaker\nset-default-source virtmic\n"
+    )
+    saved = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER", "PULSE_LATENCY_MSEC")}
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ["PULSE_SERVER"] = f"unix:{sock}"
+    os.environ.pop("PULSE_LATENCY_MSEC", None)  # hangs PortAudio's ALSA pulse device at 100% CPU
+    env = dict(os.environ)
+    proc = subprocess.Popen(
+        ["pulseaudio", "--daemonize=no", "-n", "--exit-idle-time=-1", "--disallow-exit", "-F", str(runtime / "ci.pa"),
+         f"--log-target=file:{runtime / 'pa.log'}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while subprocess.run(["pactl", "info"], env=env, capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (runtime / "pa.log").read_text() if (runtime / "pa.log").exists() else ""
+                pytest.fail(f"PulseAudio did not start: {log[-2000:]}")
+            time.sleep(0.05)
+        import sounddevice as sd
+
+        sd._terminate()  # PortAudio enumerated devices at import, before this server existed
+        sd._initialize()
+        yield Pulse(runtime, env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,145 @@
+"""Integration tier: AudioIO through PortAudio against a real (private) PulseAudio server.
+
+The stimuli are espeak-ng recordings in tests/audio/data; the checks are measured correlation,
+level (dB) and timing. The first input frame can take up to 1.7 s, so every test waits for it
+before playing anything.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ppx_desktop.audio import FRAME, RATE, AudioConfig, AudioIO, TurnDetector, VadConfig, level_db
+from ppx_desktop.audio.echo import echo_coupling
+from ppx_desktop.audio.files import read_audio
+
+DATA = Path(__file__).parent / "data"
+
+
+pytestmark = [pytest.mark.xdist_group("pulseaudio"), pytest.mark.slow]
+
+
+def _frames(io: AudioIO, n: int) -> list:
+    out = []
+    deadline = time.monotonic() + 3 * n * FRAME / RATE + 5
+    while len(out) < n and time.monotonic() < deadline:
+        got = io.read_aligned(timeout=1.0)
+        if got is not None:
+            out.append(got)
+    assert len(out) == n, f"only {len(out)} of {n} frames arrived"
+    return out
+
+
+def _ncc(a: np.ndarray, b: np.ndarray, max_lag: int) -> tuple[int, float]:
+    lag, corr, _ = echo_coupling(a, b, max_lag)
+    return lag, corr
+
+
+def test_wav_into_virtual_mic_arrives_frame_aligned(pulse):
+    speech = read_audio(DATA / "near_speech.wav")
+    with AudioIO(AudioConfig(echo="off")) as io:
+        _frames(io, 1)
+        play = pulse.paplay(DATA / "near_speech.wav")
+        got = _frames(io, int(speech.shape[0] / FRAME) + 12)
+        play.wait(20)
+        st = io.stats
+    cap = np.concatenate([g.mic for g in got])
+    assert all(g.mic.shape == (FRAME,) for g in got)
+    lag, corr = _ncc(speech, cap, RATE)
+    assert corr > 0.99, f"correlation {corr:.4f} at lag {lag}"
+    assert level_db(cap[lag : lag + speech.shape[0]]) == pytest.approx(level_db(speech), abs=0.5)
+    assert st.duplex and st.samplerate == RATE and st.dropped_input == 0
+
+
+def test_played_audio_is_recorded_back_from_the_sink_monitor(pulse, tmp_path):
+    speech = read_audio(DATA / "near_speech.wav")
+    n = speech.shape[0] // FRAME
+    raw = tmp_path / "out.raw"
+    with AudioIO(AudioConfig(echo="off")) as io:
+        _frames(io, 1)
+        rec = pulse.parecord(raw)
+        time.sleep(0.3)  # parecord connects asynchronously; it must be listening before we play
+        for i in range(n):
+            io.write_frame(speech[i * FRAME : (i + 1) * FRAME])
+        _frames(io, n + 6)
+        rec.terminate()
+        rec.wait(10)
+    out = np.fromfile(raw, dtype="<f4")
+    lag, corr = _ncc(speech[: n * FRAME], out, 2 * RATE)
+    assert corr > 0.99, f"correlation {corr:.4f} at lag {lag}"
+    assert level_db(out[lag : lag + n * FRAME]) == pytest.approx(level_db(speech[: n * FRAME]), abs=0.5)
+
+
+def test_aec3_removes_speaker_echo_and_keeps_the_near_end_voice(pulse):
+    far = read_audio(DATA / "far_speech.wav")
+    near = read_audio(DATA / "near_speech.wav")
+    mod = pulse.pactl("load-module", "module-loopback", "source=speaker.monitor", "sink=micfeed",
+                      "latency_msec=40", "adjust_time=0")
+    try:
+        with AudioIO(AudioConfig(echo="aec3")) as io:
+            _frames(io, 1)
+            n_far = far.shape[0] // FRAME
+            for i in range(n_far):
+                io.write_frame(far[i * FRAME : (i + 1) * FRAME])
+            got = _frames(io, n_far + 6)
+            play = pulse.paplay(DATA / "near_speech.wav")  # the user talks once the agent is quiet
+            got += _frames(io, near.shape[0] // FRAME + 10)
+            play.wait(20)
+    finally:
+        pulse.pactl("unload-module", mod)
+    mic = np.concatenate([g.mic for g in got])
+    out = np.concatenate([g.frame for g in got])
+    conv = slice(int(2.5 * RATE), n_far * FRAME)  # echo only, after AEC3 converged
+    erle = level_db(mic[conv]) - level_db(out[conv])
+    assert level_db(mic[conv]) > -40.0, "no echo reached the mic: the loopback is not working"
+    assert erle >= 20.0, f"ERLE {erle:.1f} dB"
+    tail = slice((n_far + 6) * FRAME, None)
+    lag, corr = _ncc(near, out[tail], RATE)
+    kept = level_db(out[tail][lag : lag + near.shape[0]]) - level_db(mic[tail][lag : lag + near.shape[0]])
+    assert corr > 0.9 and kept > -3.0, f"near-end correlation {corr:.3f}, level change {kept:.1f} dB"
+
+
+def test_spoken_turn_then_silence_is_one_turn_ending_after_the_configured_silence(pulse):
+    speech = read_audio(DATA / "near_speech.wav")
+    env = np.convolve(np.abs(speech), np.ones(480) / 480, mode="same")
+    speech_end = np.nonzero(env > 10 ** (-45 / 20))[0][-1] / RATE
+    cfg = VadConfig(end_silence_s=1.5)
+    det = TurnDetector(cfg)
+    events, mic = [], []
+    with AudioIO(AudioConfig(echo="off")) as io:
+        _frames(io, 1)
+        play = pulse.paplay(DATA / "near_speech.wav")
+        for g in _frames(io, int((speech.shape[0] / RATE + 2.5) * RATE / FRAME)):
+            mic.append(g.mic)
+            ev = det.push(g.frame)
+            if ev is not None:
+                events.append(ev)
+        play.wait(20)
+    cap = np.concatenate(mic)
+    lag, corr = _ncc(speech, cap, 2 * RATE)
+    assert corr > 0.99
+    assert [e.kind for e in events] == ["speech_started", "turn_ended"]
+    true_end = lag / RATE + speech_end
+    assert events[1].t_end - true_end == pytest.approx(cfg.end_silence_s, abs=0.3)
+    assert events[1].audio.shape[0] / RATE == pytest.approx(true_end - events[1].t_speech_start + 0.2, abs=0.5)
+
+
+def test_echo_self_test_measures_the_loopback_and_recommends_aec3(pulse, capsys):
+    from ppx_desktop.cli import main
+
+    mod = pulse.pactl("load-module", "module-loopback", "source=speaker.monitor", "sink=micfeed",
+                      "latency_msec=40", "adjust_time=0")
+    try:
+        assert main(["audio-check", "--seconds", "1", "--no-playback"]) == 0
+    finally:
+        pulse.pactl("unload-module", mod)
+    out = capsys.readouterr().out
+    lat = float(out.split("Round-trip latency: ")[1].split(" ms")[0])
+    echo = float(out.split("Echo level: ")[1].split(" dB")[0])
+    assert 200 <= lat <= 600, out  # duplex 24 kHz/1920 round trip 320 ms + 40 ms loopback, measured
+    assert echo == pytest.approx(0.0, abs=3.0), out  # loopback copies the speaker 1:1 into the mic
+    assert "Recommended echo mode: aec3" in out
