@@ -139,20 +139,27 @@ class Conversation:
         sampling: sampling settings (None: the reference's defaults).
         seed: makes sampled answers reproducible (None: a random seed).
         cache: post-prompt states (None: kept in memory only for this conversation).
+        capture: how frames run (engine/framestep.py): "auto" replays one CUDA graph per frame on
+            a GPU and runs eagerly on the CPU; "off" always eager. Diagnostic turns run eagerly to
+            time encode, LM and decode apart.
         early_stop: when a turn counts as finished (see EarlyStop).
     """
 
     def __init__(self, model: LoadedModel, *, sampling: SamplingConfig | None = None, seed: int | None = None,
                  options: GeneratorOptions | None = None, cache: PromptStateCache | None = None,
-                 early_stop: EarlyStop | None = None):
+                 early_stop: EarlyStop | None = None, capture: str = "auto"):
+        from ..engine.framestep import FrameStep
+
         self.model = model
         self.device = model.device
         self.rng = torch.Generator(device=self.device)
         self.rng.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
         self.gen = Generator(model.lm, sampling or SamplingConfig(), options or GeneratorOptions(), self.rng)
         self.state = self.gen.init_state(1)
-        self.enc = model.mimi.init_encoder_state(1)
-        self.dec = model.mimi.init_decoder_state(1)
+        self.frame_step = FrameStep(model, self.gen, capture=capture)
+        self.codec = self.frame_step.init_codec_state()
+        self.enc, self.dec = self.codec.enc, self.codec.dec  # the eager diagnostic path shares them
+        self._warm = False
         self.cache = cache if cache is not None else PromptStateCache(folder=None, max_memory_entries=2)
         self.early_stop = early_stop or EarlyStop()
         self.num_codebooks = model.config.mimi.num_codebooks
@@ -179,6 +186,7 @@ class Conversation:
         data = voice.frames if voice.frames is not None else voice.embeddings.float().numpy()
         return fingerprint(np.ascontiguousarray(data).tobytes())
 
+    @torch.no_grad()
     def start(self, voice: str | VoicePrompt | None, prompt: str = "",
               progress: tp.Callable[[int, int], None] | None = None) -> bool:
         """Sets the voice (a preset name, a file, or a VoicePrompt) and persona prompt, and runs
@@ -228,9 +236,11 @@ class Conversation:
         if self._start_snapshot is None:
             raise RuntimeError("start() the conversation first (choose a voice and a prompt)")
         self._start_snapshot.apply(self.state)
-        self.enc.reset()
-        self.dec.reset()
+        self.codec.reset()
         self._prev_text_probs = None
+        if not self._warm:
+            self.frame_step.warmup(self.state, self.codec)  # compiles/captures; leaves the state as is
+            self._warm = True
 
     @property
     def started(self) -> bool:
@@ -257,31 +267,32 @@ class Conversation:
         return self.frames_seen >= self.context_size
 
     # --- one frame --------------------------------------------------------------------------
+    @torch.no_grad()  # grad mode is per thread: callers on other threads may not have turned it off
     def _frame(self, pcm: np.ndarray, timing: list | None = None) -> tuple[np.ndarray, int]:
         """Encode `pcm` [1920], step, decode: the agent's frame [1920] and its text token."""
         if self._start_snapshot is None:
             raise RuntimeError("start() the conversation first (choose a voice and a prompt)")
+        if timing is None:
+            self._prev_text_probs = None
+            result = self.frame_step(self.state, self.codec, pcm)
+            return result.pcm, result.text_id
+        # Diagnostic frames run the same work eagerly, synchronising to time each part.
         mimi = self.model.mimi
-        diag = timing is not None
         t0 = time.perf_counter()
         x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device).view(1, 1, FRAME_SIZE)
         codes = mimi.encode_step(x, self.enc)
-        t1 = self._sync_time() if diag else 0.0
-        out = self.gen.step(self.state, user=codes, return_logits=diag)
-        t2 = self._sync_time() if diag else 0.0
+        t1 = self._sync_time()
+        out = self.gen.step(self.state, user=codes, return_logits=True)
+        t2 = self._sync_time()
         agent = mimi.decode_step(out.tokens[:, 1:1 + self.num_codebooks], self.dec)
-        # The single device->host transfer of the frame: audio and text token together.
         packed = torch.cat([agent.reshape(-1).float(), out.tokens[0, 0, :1].float()]).cpu().numpy()
         t3 = time.perf_counter()
         text_id = int(packed[-1])
-        if diag:
-            # This call's text logits score the token the *next* call returns (text has no delay,
-            # the audio streams one frame): keep them for it.
-            prob = float(self._prev_text_probs[text_id]) if self._prev_text_probs is not None else math.nan
-            self._prev_text_probs = torch.softmax(out.text_logits[0].float(), dim=-1).cpu()
-            timing.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, prob))
-        else:
-            self._prev_text_probs = None
+        # This call's text logits score the token the *next* call returns (text has no delay, the
+        # audio streams one frame): keep them for it.
+        prob = float(self._prev_text_probs[text_id]) if self._prev_text_probs is not None else math.nan
+        self._prev_text_probs = torch.softmax(out.text_logits[0].float(), dim=-1).cpu()
+        timing.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, prob))
         return packed[:-1], text_id
 
     def _sync_time(self) -> float:

@@ -115,6 +115,10 @@ class InferenceWorker:
             return self._pending.popleft() if self._pending else None
 
     def _run(self) -> None:
+        import torch
+
+        # Autograd's mode is per thread: without this every step would record a graph.
+        torch.set_grad_enabled(False)
         while True:
             item = self._next()
             if item is None:

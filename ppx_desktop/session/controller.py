@@ -1,0 +1,371 @@
+"""Routes the microphone to the inference worker by conversation mode (no Qt; the window drives it).
+
+One capture thread reads `AudioIO.read_frame` and, by mode:
+
+- "ptt": collects frames while the talk control is held; on release submits `Respond`.
+- "handsfree": feeds a `TurnDetector`; a detected end of speech submits `Respond`. While the
+  agent answers (a turn pending, the worker busy or audio still playing) the microphone is
+  ignored and the detector reset, so the agent's own voice never starts a turn; listening
+  resumes by itself once playback ends.
+- "duplex": after `StartDuplex`, every captured frame goes to `worker.push_frame`.
+
+The conversation (the worker's streaming state) is untouched by mode switches. Every captured
+frame is also paired with the agent frame being played at that moment and added to a
+`Recorder`, so the saved stereo WAV lines up both sides in wall-clock time.
+
+Commands from the GUI thread (press, release, mode, listening) are queued and applied by the
+capture thread, so all routing state has a single owner and needs no lock.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..audio.recorder import Recorder
+from ..audio.vad import TurnDetector, VadConfig
+from .events import ErrorEvent, Respond, StartDuplex, StopDuplex, TurnFinished
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 24_000
+FRAME = 1920
+MODES = ("ptt", "handsfree", "duplex")
+# Below this the output is treated as silent when guessing whether the duplex agent is talking.
+SPEAKING_DB = -45.0
+
+
+@dataclass(frozen=True)
+class UserTurn:
+    """The user's side of a turn as the model received it (duplex: the whole live stretch)."""
+
+    turn_id: int
+    mode: str
+    audio: np.ndarray  # 24 kHz mono float32
+    started: float  # wall clock of the first frame
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class ListenState:
+    """What the microphone side is doing: "ready" (push to talk, idle), "listening", "hearing_you",
+    "waiting" (a turn was submitted; the worker's Status tells thinking/speaking), "speaking"
+    (agent audio still playing), "stopped" (hands-free or duplex not listening)."""
+
+    state: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class ControllerError:
+    message: str
+
+
+class ConversationController:
+    """Args:
+        worker: an `InferenceWorker` (submit, push_frame, cancel, busy, audio_sink).
+        audio: an `AudioIO`; the controller starts and stops it.
+        vad: turn detection settings for hands-free mode.
+        on_event: called from the capture thread with `UserTurn`, `ListenState`, `ControllerError`.
+        recorder: where both sides are recorded (a new `Recorder` if None).
+    """
+
+    def __init__(self, worker, audio, vad: VadConfig, on_event: Callable[[object], None],
+                 recorder: Recorder | None = None) -> None:
+        self.worker = worker
+        self.audio = audio
+        self.on_event = on_event
+        self.recorder = recorder if recorder is not None else Recorder()
+        self._vad = vad
+        self._detector = TurnDetector(vad)
+        self.mode = "ptt"
+        self.max_steps = 75
+        self.early_stop = True
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._agent_frames: collections.deque = collections.deque()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._next_turn = 1
+        # capture-thread state
+        self._listening = False  # hands-free / duplex switched on
+        self._pressed = False
+        self._held: list[np.ndarray] = []
+        self._held_started = 0.0
+        self._pending_turn = 0  # a submitted Respond not yet finished
+        self._in_speech = False
+        self._duplex_turn = 0
+        self._duplex_frames: list[np.ndarray] = []
+        self._duplex_started = 0.0
+        self._state = ""
+        self.frames_captured = 0
+        # The recorder is appended to by the capture thread and saved from the GUI thread.
+        self._rec_lock = threading.Lock()
+        worker.audio_sink = self._on_agent_frame
+
+    # --- GUI-thread API (queued) ---
+
+    def open(self) -> None:
+        """Starts the audio streams and the capture thread."""
+        if self._thread is not None:
+            return
+        self.audio.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ppx-capture", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Leaves duplex, stops the capture thread and the audio streams."""
+        if self._thread is None:
+            return
+        self._commands.put(("close", None))
+        self._stop.set()
+        self._thread.join(timeout)
+        self._thread = None
+        self.audio.stop()
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self._commands.put(("mode", mode))
+
+    def set_response(self, max_steps: int, early_stop: bool) -> None:
+        # Read by the capture thread when it submits the next Respond; plain attribute writes are atomic.
+        self.max_steps = int(max_steps)
+        self.early_stop = bool(early_stop)
+
+    def set_vad(self, vad: VadConfig) -> None:
+        self._commands.put(("vad", vad))
+
+    def press(self) -> None:
+        self._commands.put(("press", None))
+
+    def release(self) -> None:
+        self._commands.put(("release", None))
+
+    def set_listening(self, on: bool) -> None:
+        """Hands-free and duplex: switch the microphone on or off (duplex starts/stops the stream)."""
+        self._commands.put(("listen", bool(on)))
+
+    def interrupt(self) -> None:
+        """Stops the agent now: the running turn and the queued playback (a latched stop)."""
+        self.worker.cancel()
+        self.audio.clear_playback()
+        self._agent_frames.clear()
+
+    def on_worker_event(self, event) -> None:
+        """Feed the worker's events here (any thread): a finished turn lets hands-free listen again."""
+        if isinstance(event, TurnFinished) or (isinstance(event, ErrorEvent) and event.command == "Respond"):
+            self._commands.put(("finished", getattr(event, "turn_id", None)))
+
+    def save_recording(self, path) -> None:
+        """Writes the stereo WAV (agent left, user right) of everything recorded so far."""
+        with self._rec_lock:
+            self.recorder.save_stereo_wav(path)
+
+    def clear_recording(self) -> None:
+        with self._rec_lock:
+            self.recorder.clear()
+
+    def recorded_tracks(self):
+        with self._rec_lock:
+            return self.recorder.tracks()
+
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    # --- agent audio (worker thread) ---
+
+    def _on_agent_frame(self, pcm: np.ndarray) -> None:
+        self.audio.write_frame(pcm)
+        self._agent_frames.append(np.asarray(pcm, dtype=np.float32))
+
+    # --- capture thread ---
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._apply_commands()
+                frame = self.audio.read_frame(timeout=0.05)
+                if frame is None:
+                    self._update_state()
+                    continue
+                self.frames_captured += 1
+                self._route(np.asarray(frame, dtype=np.float32))
+                self._update_state()
+        except Exception as exc:  # a dead capture thread would silently deafen the app
+            log.exception("capture thread failed")
+            self.on_event(ControllerError(f"The microphone stopped working: {exc}"))
+        finally:
+            self._apply_commands()
+            if self._duplex_turn:
+                self._stop_duplex()
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                name, value = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "mode":
+                self._switch_mode(value)
+            elif name == "press":
+                self._press()
+            elif name == "release":
+                self._release()
+            elif name == "listen":
+                self._set_listening(value)
+            elif name == "finished":
+                if value is None or value == self._pending_turn:
+                    self._pending_turn = 0
+            elif name == "vad":
+                self._vad = value
+                self._detector = TurnDetector(value)
+                self._in_speech = False
+
+    def _switch_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        if self.mode == "duplex" and self._duplex_turn:
+            self._stop_duplex()
+        if self._pressed:
+            self._pressed, self._held = False, []
+        self._detector.reset()
+        self._in_speech = False
+        self.mode = mode
+        # Push to talk never listens on its own; the other modes keep the listening switch.
+        if mode == "ptt":
+            self._listening = False
+        elif mode == "duplex" and self._listening:
+            self._start_duplex()
+
+    def _press(self) -> None:
+        if self.mode != "ptt" or self._pressed:
+            return
+        # Talking over the agent interrupts it, and what it had not said yet is dropped.
+        if self._pending_turn or self.worker.busy or self.audio.playing():
+            self.interrupt()
+        self._pressed, self._held, self._held_started = True, [], time.time()
+
+    def _release(self) -> None:
+        if not self._pressed:
+            return
+        self._pressed = False
+        if self._held:
+            self._submit_turn(np.concatenate(self._held), self._held_started)
+        self._held = []
+
+    def _set_listening(self, on: bool) -> None:
+        if on == self._listening or self.mode == "ptt":
+            return
+        self._listening = on
+        self._detector.reset()
+        self._in_speech = False
+        if self.mode == "duplex":
+            if on:
+                self._start_duplex()
+            else:
+                self._stop_duplex()
+
+    def _start_duplex(self) -> None:
+        self._duplex_turn = self._new_turn_id()
+        self._duplex_frames, self._duplex_started = [], time.time()
+        self.worker.submit(StartDuplex(turn_id=self._duplex_turn))
+
+    def _stop_duplex(self) -> None:
+        if not self._duplex_turn:
+            return
+        self.worker.submit(StopDuplex())
+        if self._duplex_frames:
+            audio = np.concatenate(self._duplex_frames)
+            self.on_event(UserTurn(self._duplex_turn, "duplex", audio, self._duplex_started,
+                                   len(audio) / SAMPLE_RATE))
+        self._duplex_turn, self._duplex_frames = 0, []
+
+    def _new_turn_id(self) -> int:
+        turn_id = self._next_turn
+        self._next_turn += 1
+        return turn_id
+
+    def _submit_turn(self, audio: np.ndarray, started: float) -> None:
+        turn_id = self._new_turn_id()
+        self._pending_turn = turn_id
+        self.on_event(UserTurn(turn_id, self.mode, audio, started, len(audio) / SAMPLE_RATE))
+        self.worker.submit(Respond(audio=audio, max_steps=self.max_steps, early_stop=self.early_stop,
+                                   turn_id=turn_id))
+
+    def _agent_busy(self) -> bool:
+        return bool(self._pending_turn) or self.worker.busy or self.audio.playing()
+
+    def _route(self, frame: np.ndarray) -> None:
+        user = frame
+        if self.mode == "ptt":
+            if self._pressed:
+                self._held.append(frame)
+            else:
+                user = np.zeros_like(frame)  # the recording holds only what the user chose to send
+        elif self.mode == "handsfree" and self._listening:
+            if self._agent_busy():
+                if self._in_speech:
+                    self._detector.reset()
+                    self._in_speech = False
+            else:
+                self._detect(frame)
+        elif self.mode == "duplex" and self._duplex_turn:
+            self.worker.push_frame(frame)
+            self._duplex_frames.append(frame)
+            self._detect(frame, submit=False)
+        elif self.mode != "duplex" or not self._listening:
+            user = np.zeros_like(frame)
+        agent = self._agent_frames.popleft() if self._agent_frames else np.zeros(FRAME, dtype=np.float32)
+        with self._rec_lock:
+            self.recorder.add(user, agent)
+
+    def _detect(self, frame: np.ndarray, submit: bool = True) -> None:
+        event = self._detector.push(frame)
+        if event is None:
+            return
+        if event.kind == "speech_started":
+            self._in_speech = True
+        elif event.kind == "turn_ended":
+            self._in_speech = False
+            if submit and event.audio is not None and len(event.audio):
+                duration = len(event.audio) / SAMPLE_RATE
+                self._submit_turn(np.asarray(event.audio, dtype=np.float32), time.time() - duration)
+
+    def _update_state(self) -> None:
+        if self.mode == "ptt":
+            state = "hearing_you" if self._pressed else "waiting" if self._pending_turn or self.worker.busy \
+                else "speaking" if self.audio.playing() else "ready"
+        elif self.mode == "handsfree":
+            if not self._listening:
+                state = "stopped"
+            elif self._pending_turn or self.worker.busy:
+                state = "waiting"
+            elif self.audio.playing():
+                state = "speaking"
+            else:
+                state = "hearing_you" if self._in_speech else "listening"
+        else:
+            if not self._duplex_turn:
+                state = "stopped"
+            elif self._in_speech:
+                state = "hearing_you"
+            elif self.audio.stats.output_level_db > SPEAKING_DB:
+                state = "speaking"
+            else:
+                state = "listening"
+        if state != self._state:
+            self._state = state
+            self.on_event(ListenState(state, self.mode))

@@ -1,0 +1,158 @@
+"""The inference thread: commands in, events out, cancel, errors, duplex queues, thread ownership."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from ppx_desktop.engine.config import FRAME_SIZE
+from ppx_desktop.engine.sampling import SamplingConfig
+from ppx_desktop.session import events as ev
+from ppx_desktop.session.worker import InferenceWorker
+
+
+class Recorder:
+    """Collects events from the worker thread; waits for one without sleeping blindly."""
+
+    def __init__(self):
+        self.events: list = []
+        self._q: queue.Queue = queue.Queue()
+
+    def __call__(self, event):
+        self.events.append(event)
+        self._q.put(event)
+
+    def wait_for(self, kind, timeout: float = 120.0, where=lambda e: True):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                event = self._q.get(timeout=max(deadline - time.monotonic(), 0.01))
+            except queue.Empty:
+                break
+            if isinstance(event, ev.ErrorEvent) and kind is not ev.ErrorEvent:
+                raise AssertionError(f"worker error: {event}")
+            if isinstance(event, kind) and where(event):
+                return event
+        raise AssertionError(f"no {kind.__name__} within {timeout} s; got {[type(e).__name__ for e in self.events]}")
+
+    def of(self, kind):
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+def worker(tiny_model_dir):
+    rec = Recorder()
+    played = []
+    w = InferenceWorker(rec, audio_sink=played.append)
+    w.start()
+    w.submit(ev.LoadModel(model_dir=tiny_model_dir, device="cpu"))
+    rec.wait_for(ev.ModelLoaded)
+    w.submit(ev.StartConversation("NATF0", "You enjoy having a good conversation.", SamplingConfig.greedy(), 0))
+    rec.wait_for(ev.ConversationReady)
+    w.rec, w.played = rec, played
+    yield w
+    assert w.shutdown(timeout=5.0)
+
+
+def test_turn_streams_text_and_audio_and_model_runs_only_on_the_worker_thread(worker):
+    threads = set()
+    model = worker.model
+    hooks = [m.register_forward_pre_hook(lambda *_: threads.add(threading.current_thread()))
+             for m in (model.lm, model.lm.transformer, model.mimi)]
+    try:
+        worker.submit(ev.Respond(np.zeros(FRAME_SIZE * 3, np.float32), max_steps=10, early_stop=False, turn_id=7))
+        done = worker.rec.wait_for(ev.TurnFinished)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert threads == {worker.thread}
+    assert (done.turn_id, done.mode, done.end, done.steps) == (7, "turn", "max_steps", 10)
+    audio = [e for e in worker.rec.of(ev.AgentAudio) if e.turn_id == 7]
+    assert len(audio) == 10 and len(worker.played) == 10
+    np.testing.assert_array_equal(np.concatenate(worker.played), np.concatenate([e.pcm for e in audio]))
+    assert "".join(e.text for e in worker.rec.of(ev.AgentText)).strip() == done.text
+    states = [e.state for e in worker.rec.of(ev.Status)]
+    assert states[-3:] == ["thinking", "speaking", "idle"]
+    stats = worker.rec.of(ev.StepStats)[-1]
+    assert stats.context_size == 256 and 0 < stats.context_used <= 256 and stats.step_ms > 0
+
+
+def test_cancel_stops_a_turn_within_one_step(worker):
+    first = threading.Event()
+    after_cancel = []
+
+    def sink(pcm):
+        if first.is_set():
+            after_cancel.append(pcm)
+        else:
+            first.set()
+            worker.cancel()  # from inside a step: at most the current one completes
+
+    worker.audio_sink = sink
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=400, early_stop=False, turn_id=1))
+    done = worker.rec.wait_for(ev.TurnFinished)
+    assert done.end == "cancelled" and done.steps <= 1 and after_cancel == []
+    # The next turn is not affected by the earlier cancel.
+    worker.audio_sink = None
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2, early_stop=False, turn_id=2))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 2).end == "max_steps"
+
+
+def test_shutdown_during_a_turn_returns_promptly(worker):
+    started = threading.Event()
+    worker.audio_sink = lambda pcm: started.set()
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2000, early_stop=False))
+    assert started.wait(120)
+    t0 = time.monotonic()
+    assert worker.shutdown(timeout=5.0)
+    assert time.monotonic() - t0 < 2.0
+    assert worker.rec.events[-1] == ev.Status("stopped")
+
+
+def test_duplex_runs_bounded_and_stops(worker):
+    worker.submit(ev.StartDuplex(turn_id=3))
+    worker.rec.wait_for(ev.TurnStarted, where=lambda e: e.mode == "duplex")
+    for _ in range(6):
+        worker.push_frame(np.zeros(FRAME_SIZE, np.float32))
+    # A burst far beyond real time: only the newest frames are kept, the rest are counted.
+    for _ in range(40):
+        worker.push_frame(np.zeros(FRAME_SIZE, np.float32))
+    deadline = time.monotonic() + 60
+    while len(worker.played) < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.submit(ev.StopDuplex())
+    done = worker.rec.wait_for(ev.TurnFinished)
+    assert done.mode == "duplex" and done.end == "stopped"
+    assert 4 <= done.steps <= 46 - worker.input.dropped
+    assert worker.input.dropped >= 40 - worker.input.capacity
+    assert len(worker.played) == done.steps
+    # After duplex the conversation continues turn-based.
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2, early_stop=False, turn_id=4))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 4).steps == 2
+
+
+def test_errors_are_events_and_the_thread_survives(tiny_model_dir, tmp_path):
+    rec = Recorder()
+    w = InferenceWorker(rec)
+    w.start()
+    try:
+        w.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32)))
+        err = rec.wait_for(ev.ErrorEvent)
+        assert err.kind == "input" and "voice" in err.message and err.command == "Respond"
+        w.submit(ev.LoadModel(model_dir=tmp_path / "nowhere", device="cpu"))
+        err = rec.wait_for(ev.ErrorEvent)
+        assert err.kind == "model" and "not found" in err.message
+        w.submit(ev.LoadModel(model_dir=tiny_model_dir, device="cpu"))
+        loaded = rec.wait_for(ev.ModelLoaded)
+        assert set(loaded.voices) >= {"NATF0", "NATM0"}
+        w.submit(ev.StartConversation("NOBODY"))
+        err = rec.wait_for(ev.ErrorEvent)
+        assert err.kind == "input" and "NATF0" in err.message  # lists the voices there are
+        w.submit(ev.StartConversation("NATM0", ""))
+        assert rec.wait_for(ev.ConversationReady).voice == "NATM0"
+    finally:
+        assert w.shutdown(timeout=5.0)
