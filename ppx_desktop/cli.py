@@ -16,6 +16,12 @@ from . import __version__
 SUBCOMMANDS = {
     "offline": ("ppx_desktop.commands.offline", "WAV in, WAV + text out, like the reference's moshi.offline"),
     "make-tiny-model": ("ppx_desktop.commands.make_tiny", "write a random tiny model directory for tests and demos"),
+    "audio-check": ("ppx_desktop.commands.audio_check", "list audio devices, record and play back, measure echo"),
+    "download": ("ppx_desktop.commands.download", "download and verify the model from the Hugging Face Hub"),
+    "status": ("ppx_desktop.commands.status", "what is installed, what is missing, and whether the GPU is enough"),
+    "voices": ("ppx_desktop.commands.voices", "list preset and custom voices; add or remove your own"),
+    "bench": ("ppx_desktop.commands.bench", "time one 80 ms frame here: ms per part, ops, memory, bandwidth"),
+    "respond": ("ppx_desktop.commands.respond", "turn-based: WAV turns in, the agent's answers out (one conversation)"),
 }
 
 

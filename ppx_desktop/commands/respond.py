@@ -1,0 +1,100 @@
+"""`ppx-desktop respond`: the turn-based path without the window.
+
+Each input WAV is one user turn of the same conversation (the agent remembers earlier turns);
+the agent's answers are written one after the other into the output WAV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from .offline import DEFAULT_PROMPT
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="model directory (default: the model downloaded with `ppx-desktop download`)")
+    p.add_argument("--voice", required=True, help="voice preset name, custom voice name, or a .pt/WAV file")
+    p.add_argument("--text-prompt", default=DEFAULT_PROMPT, help="persona prompt (may be empty)")
+    p.add_argument("--input-wav", type=Path, nargs="+", required=True,
+                   help="the user's turns, one audio file each (any rate, mono or stereo)")
+    p.add_argument("--output-wav", type=Path, required=True, help="the agent's answers: 24 kHz mono 16-bit WAV")
+    p.add_argument("--output-text", type=Path, default=None, help="the answers' text and how each turn ended (JSON)")
+    p.add_argument("--max-steps", type=int, default=75,
+                   help="longest answer in 80 ms steps (default 75 = 6 s; 50-500 in the app)")
+    p.add_argument("--no-early-stop", action="store_true", help="always generate --max-steps frames")
+    p.add_argument("--diagnostic", action="store_true",
+                   help="print per-step encode/LM/decode times, real-time factor and text token probabilities")
+    p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                   help="LM weights: default bfloat16 on cuda, float32 on cpu")
+
+
+def resolve_model_dir(model_dir: Path | None) -> Path:
+    """`--model-dir`, else the downloaded model; a clear error when there is none."""
+    from ..cli import UserError
+
+    if model_dir is not None:
+        return model_dir
+    try:
+        from ..assets.hub import find_model_dir
+    except ImportError:  # pragma: no cover - the assets module ships with the app
+        find_model_dir = None
+    found = find_model_dir() if find_model_dir is not None else None
+    if found is None:
+        raise UserError("no downloaded model found: run `ppx-desktop download` first, or pass --model-dir")
+    return Path(found)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from ..audio.files import read_audio, write_wav_pcm16
+    from ..engine.model import load_model
+    from ..engine.sampling import SamplingConfig
+    from ..paths import state_cache_dir
+    from ..session.conversation import Conversation
+    from ..session.statecache import PromptStateCache
+
+    if not 1 <= args.max_steps <= 10_000:
+        raise ValueError("--max-steps must be between 1 and 10000 (80 ms each)")
+    for out in (args.output_wav, args.output_text):
+        if out is not None and not out.parent.is_dir():
+            raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    turns = [read_audio(path) for path in args.input_wav]  # bad inputs fail before the model loads
+    model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype)
+    sampling = SamplingConfig.greedy() if args.greedy else SamplingConfig()
+    conv = Conversation(model, sampling=sampling, seed=args.seed, cache=PromptStateCache(state_cache_dir()))
+    answers, report = [], []
+    with torch.no_grad():
+        cached = conv.start(args.voice, args.text_prompt)
+        print(f"voice {args.voice}, prompt ready{' (from cache)' if cached else ''}")
+        for i, (path, audio) in enumerate(zip(args.input_wav, turns), 1):
+            respond = conv.respond_diagnostic if args.diagnostic else conv.respond
+            r = respond(audio, max_steps=args.max_steps, early_stop=not args.no_early_stop)
+            answers.append(r.pcm)
+            report.append({"input": str(path), "text": r.text, "end": r.end, "steps": r.steps,
+                           "seconds": r.steps * 0.08})
+            print(f"turn {i} ({path.name}): {r.steps} steps, ended by {r.end.replace('_', ' ')}: {r.text!r}")
+            if r.diagnostics is not None:
+                print(f"  {r.diagnostics.summary()}")
+                for s in r.diagnostics.steps:
+                    if s.text is not None:
+                        print(f"    {s.phase:6s} {s.text!r:>14} p={s.text_prob:.2f} "
+                              f"({s.encode_ms:.1f} + {s.lm_ms:.1f} + {s.decode_ms:.1f} ms)")
+    write_wav_pcm16(args.output_wav, np.concatenate(answers) if answers else np.zeros(0, np.float32))
+    if args.output_text is not None:
+        tmp = args.output_text.with_name(args.output_text.name + ".partial")
+        tmp.write_text(json.dumps({"voice": args.voice, "prompt": args.text_prompt, "turns": report},
+                                  ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, args.output_text)
+    print(f"wrote {args.output_wav}" + (f" and {args.output_text}" if args.output_text else ""))
+    if conv.context_full:
+        print("note: the conversation passed the model's 4-minute context; the oldest part is forgotten")
+    return 0

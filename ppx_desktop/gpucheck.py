@@ -1,0 +1,269 @@
+"""What this machine's GPU can run, in plain language: the first-run check and the app's status.
+
+`check_gpu()` asks PyTorch (imported only when called: it takes seconds) and `nvidia-smi` (if
+installed) about the GPU, its driver and free memory, and turns that into a `GpuReport` whose
+`verdict` lines say what will and will not work. The thresholds follow the released model:
+bfloat16 weights need about 20 GB free (16.7 GB of weights plus the context cache), int8
+weights about 11 GB.
+
+`accel_mode()` picks how the engine speeds up its step: torch.compile needs Triton (and, on
+Linux, a C compiler for Triton's launcher); Windows usually has no Triton, so the engine falls
+back to CUDA graphs, or eager on the CPU, instead of failing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+BF16_FREE_GB = 20.0
+INT8_FREE_GB = 11.0
+# Ampere (8.0) is the first generation with bfloat16 tensor cores; older GPUs emulate it slowly.
+BF16_NATIVE_CAPABILITY = (8, 0)
+REPORT_NAME = "gpu-check.json"
+
+Mode = Literal["bf16", "int8", "turn-based", "demo"]
+
+MODE_SUMMARY: dict[str, str] = {
+    "bf16": "live full-duplex conversation (bfloat16)",
+    "int8": "live full-duplex conversation (int8 weights)",
+    "turn-based": "turn-based conversation only",
+    "demo": "the demo model only",
+}
+
+
+@dataclass(frozen=True)
+class SmiGpu:
+    """One GPU as `nvidia-smi` reports it (works even when PyTorch cannot use the GPU)."""
+
+    name: str
+    driver: str
+    total_gb: float
+    free_gb: float
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    """What the GPU check found, and what it means for the user.
+
+    Args:
+        available: PyTorch can run on an NVIDIA GPU.
+        mode: the best way to talk with the real model here ("demo": none, only the demo model).
+        verdict: plain-language lines, the first a one-line summary.
+    """
+
+    available: bool
+    name: str | None
+    capability: tuple[int, int] | None
+    driver: str | None
+    total_gb: float | None
+    free_gb: float | None
+    torch_version: str
+    torch_cuda_version: str | None
+    compile_supported: bool
+    mode: Mode
+    verdict: tuple[str, ...]
+
+    def text(self) -> str:
+        return "\n".join(self.verdict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --- probes --------------------------------------------------------------------------------------
+
+
+def _c_compiler() -> str | None:
+    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
+def compile_supported() -> bool:
+    """True when torch.compile can build GPU kernels: Triton is installed (and, outside Windows,
+    a C compiler, which Triton needs to build its launcher on first use)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    # triton-windows ships its own compiler (TinyCC).
+    return sys.platform == "win32" or _c_compiler() is not None
+
+
+def accel_mode(device_type: str) -> Literal["compile", "cuda-graphs", "eager"]:
+    """How the engine should speed up its step on `device_type` ("cuda" or "cpu")."""
+    if device_type != "cuda":
+        return "eager"
+    return "compile" if compile_supported() else "cuda-graphs"
+
+
+def query_nvidia_smi(run: Callable[..., subprocess.CompletedProcess] = subprocess.run) -> list[SmiGpu] | None:
+    """GPUs listed by nvidia-smi, or None when nvidia-smi is missing or fails (no driver)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    cmd = [exe, "--query-gpu=name,driver_version,memory.total,memory.free", "--format=csv,noheader,nounits"]
+    try:
+        result = run(cmd, capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("nvidia-smi failed: %s", exc)
+        return None
+    if result.returncode != 0:
+        log.warning("nvidia-smi failed: %s", (result.stderr or result.stdout).strip())
+        return None
+    return parse_nvidia_smi(result.stdout)
+
+
+def parse_nvidia_smi(output: str) -> list[SmiGpu]:
+    gpus = []
+    for line in output.strip().splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 4:
+            continue
+        name, driver, total_mib, free_mib = fields
+        try:
+            gpus.append(SmiGpu(name, driver, float(total_mib) / 1024, float(free_mib) / 1024))
+        except ValueError:  # "[N/A]" on some virtualised GPUs
+            gpus.append(SmiGpu(name, driver, float("nan"), float("nan")))
+    return gpus
+
+
+def check_gpu(device: int = 0) -> GpuReport:
+    """Probes PyTorch and nvidia-smi; never raises for a missing or broken GPU, it reports it."""
+    import torch
+
+    smi = query_nvidia_smi()
+    cuda_version = torch.version.cuda
+    probe: dict = {}
+    error = None
+    if cuda_version:
+        try:
+            if torch.cuda.is_available():
+                props = torch.cuda.get_device_properties(device)
+                free, total = torch.cuda.mem_get_info(device)
+                probe = {
+                    "name": props.name,
+                    "capability": (props.major, props.minor),
+                    "free_gb": free / 2**30,
+                    "total_gb": total / 2**30,
+                }
+        except Exception as exc:  # a driver/runtime mismatch surfaces here as a RuntimeError
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning("CUDA probe failed: %s", error)
+    report = build_report(
+        torch_version=torch.__version__,
+        torch_cuda_version=cuda_version,
+        smi=smi,
+        compile_ok=compile_supported(),
+        cuda_error=error,
+        **probe,
+    )
+    log.info("GPU check:\n%s", report.text())
+    return report
+
+
+# --- verdict -------------------------------------------------------------------------------------
+
+
+def build_report(
+    *,
+    torch_version: str,
+    torch_cuda_version: str | None,
+    smi: list[SmiGpu] | None,
+    compile_ok: bool,
+    name: str | None = None,
+    capability: tuple[int, int] | None = None,
+    free_gb: float | None = None,
+    total_gb: float | None = None,
+    cuda_error: str | None = None,
+) -> GpuReport:
+    """Turns probe results into the report (pure: the tests drive it with made-up machines)."""
+    smi_gpu = smi[0] if smi else None
+    driver = smi_gpu.driver if smi_gpu else None
+    available = name is not None and free_gb is not None and total_gb is not None
+    lines: list[str] = []
+
+    if not available:
+        lines.append("No NVIDIA GPU visible: only the demo model will run.")
+        if not torch_cuda_version:
+            lines.append(f"This PyTorch ({torch_version}) is a CPU-only build and cannot use a GPU.")
+            if smi_gpu:
+                lines.append(f"Your {smi_gpu.name} (driver {smi_gpu.driver}) would work with a CUDA build of "
+                             "PyTorch: install one as the README describes, then start the app again.")
+        elif cuda_error:
+            lines.append(f"PyTorch (CUDA {torch_cuda_version}) could not start the GPU: {cuda_error}")
+        if torch_cuda_version and not cuda_error:
+            if smi_gpu:
+                lines.append(f"nvidia-smi sees {smi_gpu.name} with driver {smi_gpu.driver}, but PyTorch "
+                             f"(CUDA {torch_cuda_version}) cannot use it: update the NVIDIA driver to one that "
+                             f"supports CUDA {torch_cuda_version}.")
+            elif smi is None:
+                lines.append("No NVIDIA driver found (nvidia-smi is missing): install the NVIDIA driver "
+                             "if this computer has an NVIDIA GPU.")
+        return GpuReport(False, None, None, driver, None, None, torch_version, torch_cuda_version,
+                         compile_ok, "demo", tuple(lines))
+
+    assert free_gb is not None and total_gb is not None
+    if free_gb >= BF16_FREE_GB:
+        mode: Mode = "bf16"
+    elif free_gb >= INT8_FREE_GB:
+        mode = "int8"
+    else:
+        mode = "turn-based"
+    lines.append(f"{name}: {MODE_SUMMARY[mode]} will run.")
+    cap = f"{capability[0]}.{capability[1]}" if capability else "unknown"
+    lines.append(f"{free_gb:.1f} GB of {total_gb:.1f} GB GPU memory free; compute capability {cap}; "
+                 f"driver {driver or 'unknown'}; PyTorch {torch_version} with CUDA {torch_cuda_version}.")
+    if mode == "bf16":
+        lines.append(f"The full bfloat16 model fits (it needs about {BF16_FREE_GB:.0f} GB free).")
+    elif mode == "int8":
+        lines.append(f"The bfloat16 model needs about {BF16_FREE_GB:.0f} GB free, so the app uses int8 weights "
+                     f"(about {INT8_FREE_GB:.0f} GB): live conversation works, with slightly lower quality.")
+    else:
+        lines.append(f"Live conversation needs at least about {INT8_FREE_GB:.0f} GB free (int8 weights): "
+                     "it will not run. Turn-based mode (you speak, then it answers) runs, "
+                     "slower than real time.")
+    # Other programs (a browser, a game, another model) often hold the memory that is missing.
+    better = BF16_FREE_GB if total_gb >= BF16_FREE_GB else INT8_FREE_GB
+    if free_gb < better <= total_gb:
+        lines.append(f"Other programs use {total_gb - free_gb:.1f} GB of GPU memory: close them to get "
+                     f"{MODE_SUMMARY['bf16' if better == BF16_FREE_GB else 'int8']}.")
+    if capability is not None and capability < BF16_NATIVE_CAPABILITY:
+        lines.append(f"This GPU (compute capability {cap}) has no native bfloat16: expect the model to run "
+                     "well below real time.")
+    if not compile_ok:
+        lines.append("torch.compile is not available here (no Triton, as usual on Windows): the engine uses "
+                     "CUDA graphs instead; everything works, steps are a little slower.")
+    return GpuReport(True, name, capability, driver, total_gb, free_gb, torch_version, torch_cuda_version,
+                     compile_ok, mode, tuple(lines))
+
+
+# --- first run -----------------------------------------------------------------------------------
+
+
+def saved_report_path() -> Path:
+    return paths.data_dir() / REPORT_NAME
+
+
+def first_run_report() -> GpuReport | None:
+    """The GPU report on the app's first start (to show the user), None on later starts.
+
+    The report is saved in the data folder; delete that file to see the check again.
+    """
+    path = saved_report_path()
+    if path.exists():
+        return None
+    report = check_gpu()
+    path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return report

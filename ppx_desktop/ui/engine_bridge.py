@@ -1,0 +1,143 @@
+"""The Qt face of the session layer: worker and controller events become one Qt signal.
+
+`InferenceWorker` and `ConversationController` call back from their own threads; emitting a
+Signal from there is queued by Qt to the GUI thread (the receivers live there), so widgets are
+only ever touched on the GUI thread. Slots submit commands; nothing here blocks on the model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from ..audio.vad import VadConfig
+from ..session.controller import ControllerError, ConversationController
+from ..session.events import ErrorEvent, LoadModel, Reset, StartConversation
+from ..session.worker import InferenceWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VoiceCreated:
+    name: str
+    path: str
+
+
+class EngineBridge(QObject):
+    """Args:
+        audio: the `AudioIO` the conversation uses (the worker's agent frames are written to it).
+        vad: hands-free turn detection settings.
+    """
+
+    event = Signal(object)
+
+    def __init__(self, audio, vad: VadConfig, parent=None) -> None:
+        super().__init__(parent)
+        self.audio = audio
+        self.worker = InferenceWorker(on_event=self._from_worker)
+        self.controller = ConversationController(self.worker, audio, vad, on_event=self.event.emit)
+        self.audio_ok = False
+        self._started = False
+
+    def start(self) -> None:
+        """Starts the inference thread and opens the audio devices (an audio failure is reported, not raised)."""
+        if self._started:
+            return
+        self._started = True
+        self.worker.start()
+        try:
+            self.controller.open()
+            self.audio_ok = True
+        except Exception as exc:  # device errors from PortAudio vary by platform; the message is what matters
+            log.exception("audio devices could not be opened")
+            self.event.emit(ControllerError(f"The audio devices could not be opened: {exc}"))
+
+    def _from_worker(self, event) -> None:
+        self.controller.on_worker_event(event)
+        self.event.emit(event)
+
+    # --- commands ---
+
+    def load_model(self, model_dir=None, demo: bool = False, device: str | None = None, dtype: str | None = None,
+                   quant: str | None = None) -> None:
+        self.worker.submit(LoadModel(model_dir=model_dir, demo=demo, device=device, dtype=dtype, quant=quant))
+
+    def start_conversation(self, voice: str, prompt: str, sampling=None, seed: int | None = None) -> None:
+        self.worker.submit(StartConversation(voice=voice, prompt=prompt, sampling=sampling, seed=seed))
+
+    def new_conversation(self) -> None:
+        self.controller.interrupt()
+        self.worker.submit(Reset())
+
+    def set_mode(self, mode: str) -> None:
+        self.controller.set_mode(mode)
+
+    def set_response(self, max_steps: int, early_stop: bool) -> None:
+        self.controller.set_response(max_steps, early_stop)
+
+    def set_vad(self, vad: VadConfig) -> None:
+        self.controller.set_vad(vad)
+
+    def press(self) -> None:
+        self.controller.press()
+
+    def release(self) -> None:
+        self.controller.release()
+
+    def set_listening(self, on: bool) -> None:
+        self.controller.set_listening(on)
+
+    def interrupt(self) -> None:
+        self.controller.interrupt()
+
+    def create_voice(self, name: str, wav_path, consent: bool) -> None:
+        """Makes a custom voice from a recording on the loaded model, off the GUI thread.
+
+        The worker has no command for this yet, so it runs on its own thread while the worker is
+        idle (refused otherwise, so the two never use the model at once); the result comes back as
+        `VoiceCreated` or an `ErrorEvent` on `event`.
+        """
+        import threading
+
+        from ..assets.voices import create_custom_voice
+
+        model = getattr(self.worker, "model", None)
+        if model is None or self.worker.busy:
+            self.event.emit(ErrorEvent("Load a model and wait until it is idle before adding a voice.", "input",
+                                       "CreateVoice"))
+            return
+
+        def run() -> None:
+            try:
+                path = create_custom_voice(model, name, wav_path, consent)
+            except Exception as exc:  # VoiceError messages are written for the user
+                self.event.emit(ErrorEvent(str(exc), "input", "CreateVoice"))
+            else:
+                self.event.emit(VoiceCreated(name, str(path)))
+
+        threading.Thread(target=run, name="ppx-make-voice", daemon=True).start()
+
+    def play(self, pcm) -> None:
+        """Plays audio through the output (e.g. replaying what the model heard)."""
+        frame = 1920
+        pcm = np.asarray(pcm, dtype=np.float32)
+        for start in range(0, len(pcm), frame):
+            chunk = pcm[start:start + frame]
+            self.audio.write_frame(np.pad(chunk, (0, frame - len(chunk))))
+
+    def shutdown(self, timeout: float = 1.0) -> bool:
+        """Stops capture and the inference thread; True if the worker ended within `timeout`."""
+        if not self._started:
+            return True
+        self._started = False
+        self.controller.close(timeout=timeout / 2)
+        ended = self.worker.shutdown(timeout=timeout)
+        try:
+            self.audio.close()
+        except Exception:  # closing a failed device must not block quitting
+            log.exception("closing the audio devices failed")
+        return ended

@@ -1,0 +1,1 @@
+"""One widget per module, each a thin view with signals; the main window wires them."""

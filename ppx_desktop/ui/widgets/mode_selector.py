@@ -1,0 +1,43 @@
+"""Three exclusive mode buttons: push to talk, hands-free turns, live duplex."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QPushButton, QWidget
+
+MODE_LABELS = {
+    "ptt": ("Push to talk", "Ctrl+1", "Hold the button or the space bar while you speak"),
+    "handsfree": ("Hands-free turns", "Ctrl+2", "Speak, pause; the agent answers, then listens again by itself"),
+    "duplex": ("Live duplex", "Ctrl+3", "Continuous, interruptible conversation (needs a fast GPU)"),
+}
+
+
+class ModeSelector(QWidget):
+    mode_changed = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        self._group = QButtonGroup(self)
+        self._group.setExclusive(True)
+        self.buttons: dict[str, QPushButton] = {}
+        for mode, (label, shortcut, tip) in MODE_LABELS.items():
+            button = QPushButton(label)
+            button.setCheckable(True)
+            button.setShortcut(shortcut)
+            button.setToolTip(f"{tip} ({shortcut})")
+            button.setObjectName(f"mode_{mode}")
+            self._group.addButton(button)
+            layout.addWidget(button)
+            self.buttons[mode] = button
+            button.toggled.connect(lambda on, m=mode: on and self.mode_changed.emit(m))
+        self.buttons["ptt"].setChecked(True)
+
+    def mode(self) -> str:
+        return next(m for m, b in self.buttons.items() if b.isChecked())
+
+    def set_mode(self, mode: str) -> None:
+        """Selects `mode` (emits mode_changed when it changes)."""
+        self.buttons[mode].setChecked(True)

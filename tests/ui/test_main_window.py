@@ -1,0 +1,168 @@
+"""The real window on a tiny model and the test audio device, driven as a user would."""
+
+from __future__ import annotations
+
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from ppx_desktop.session import events as ev
+from ppx_desktop.ui.app import choose_model, create_window
+from ppx_desktop.ui.setup_dialog import SetupDialog
+
+SPEECH = Path(__file__).resolve().parents[1] / "audio" / "data" / "near_speech.wav"
+LOAD_S = 240  # a tiny model loads in seconds, but CI machines here run many suites at once
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(24_000 * seconds)) / 24_000
+    return (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+
+
+@pytest.fixture
+def window(qtbot, store, tiny_model_dir):
+    win = create_window(store, test_input=np.zeros(0, np.float32), speed=2.0)
+    qtbot.addWidget(win)
+    win.show()
+    win.load_model(tiny_model_dir)
+    qtbot.waitUntil(lambda: win.model_ready, timeout=LOAD_S * 1000)
+    yield win
+    win.close()
+
+
+def device(win):
+    return win.bridge.audio.backend
+
+
+def finished(win, timeout_s: float = 120):
+    """Waits for the next TurnFinished and returns it."""
+    return lambda qtbot: qtbot.waitSignal(win.bridge.event, timeout=int(timeout_s * 1000),
+                                          check_params_cb=lambda e: isinstance(e, ev.TurnFinished))
+
+
+@pytest.mark.slow
+def test_push_to_talk_turn_voice_steps_and_save(qtbot, window, tmp_path):
+    # The voice picker changes the conversation's voice.
+    with qtbot.waitSignal(window.bridge.event, timeout=LOAD_S * 1000,
+                          check_params_cb=lambda e: isinstance(e, ev.ConversationReady)) as ready:
+        assert window.voices.select("VARM0")
+    assert ready.args[0].voice == "VARM0" and window.transcript.voice == "VARM0"
+    qtbot.waitUntil(lambda: window.model_ready, timeout=30_000)
+    # The steps selector sets how long the answer is (early stop off: exactly that many steps).
+    window.length.set_value(60, False)
+    assert window.talk.word == "ready"
+
+    device(window).say(tone(2.0))
+    window.space(True)  # hold the space bar
+    qtbot.waitUntil(lambda: window.talk.word == "hearing you", timeout=10_000)
+    start = window.bridge.controller.frames_captured
+    qtbot.waitUntil(lambda: window.bridge.controller.frames_captured >= start + 8, timeout=20_000)
+    with qtbot.waitSignal(window.bridge.event, timeout=180_000,
+                          check_params_cb=lambda e: isinstance(e, ev.TurnFinished)) as done:
+        window.space(False)
+    turn = done.args[0]
+    assert turn.steps == 60 and turn.end == "max_steps"
+    user, agent = [e for e in window.transcript.entries if e.speaker == "user"], \
+        [e for e in window.transcript.entries if e.speaker == "agent"]
+    assert len(user) == 1 and user[0].duration_s >= 8 * 0.08 and user[0].audio is not None
+    assert len(agent) == 1 and agent[0].text.strip() == turn.text.strip() and turn.text.strip()
+    widgets = window.transcript_view.entry_widgets()
+    assert widgets[-1].body.text() == turn.text.strip()
+    qtbot.waitUntil(lambda: device(window).played_seconds() > 1.0, timeout=30_000)  # the answer was played
+
+    paths = window.save_to(tmp_path / "saved")
+    assert sorted(p.name for p in paths) == ["conversation.wav", "transcript.json", "transcript.md"]
+    with wave.open(str(tmp_path / "saved" / "conversation.wav")) as w:
+        assert (w.getnchannels(), w.getframerate()) == (2, 24_000) and w.getnframes() > 24_000
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
+    assert np.abs(pcm[:, 0]).max() > 0 and np.abs(pcm[:, 1]).max() > 0  # agent left, user right
+    assert turn.text.strip() in (tmp_path / "saved" / "transcript.md").read_text()
+
+
+@pytest.mark.slow
+def test_hands_free_hears_the_end_of_speech(qtbot, window):
+    speech, _ = sf.read(SPEECH, dtype="float32")
+    window.modes.set_mode("handsfree")
+    window.length.set_value(50, True)
+    window.toggle_listening()
+    qtbot.waitUntil(lambda: window.talk.word == "listening", timeout=20_000)
+    with qtbot.waitSignal(window.bridge.event, timeout=240_000,
+                          check_params_cb=lambda e: isinstance(e, ev.TurnFinished)):
+        device(window).say(np.concatenate([speech, np.zeros(24_000, np.float32)]))
+    user = [e for e in window.transcript.entries if e.speaker == "user"]
+    assert len(user) == 1 and user[0].mode == "handsfree" and 3.0 < user[0].duration_s < 5.5
+    # After the answer has played, it listens again by itself.
+    qtbot.waitUntil(lambda: window.talk.word == "listening", timeout=60_000)
+
+
+@pytest.mark.slow
+def test_live_duplex_runs_stops_and_close_is_quick(qtbot, window):
+    window.modes.set_mode("duplex")
+    assert not window.length.isEnabled()
+    device(window).say(tone(1.0))
+    window.toggle_listening()
+    qtbot.waitUntil(lambda: window.worker_state == "duplex", timeout=20_000)
+    qtbot.waitUntil(lambda: device(window).played() is not None and window.bridge.controller.frames_captured > 10,
+                    timeout=20_000)
+    with qtbot.waitSignal(window.bridge.event, timeout=30_000,
+                          check_params_cb=lambda e: isinstance(e, ev.TurnFinished)) as done:
+        window.toggle_listening()
+    assert done.args[0].mode == "duplex" and done.args[0].end == "stopped" and done.args[0].steps > 0
+    qtbot.waitUntil(lambda: window.talk.word == "stopped", timeout=10_000)
+    assert [e.speaker for e in window.transcript.entries][:1] in (["agent"], ["user"])
+
+    # Switching modes keeps the conversation: no Reset, the transcript stays.
+    window.modes.set_mode("ptt")
+    assert window.transcript.entries
+    # Closing during live generation stops the inference thread within a second.
+    window.modes.set_mode("duplex")
+    window.toggle_listening()
+    qtbot.waitUntil(lambda: window.worker_state == "duplex", timeout=20_000)
+    t0 = time.monotonic()
+    window.close()
+    assert time.monotonic() - t0 < 1.5
+    assert not window.bridge.worker.thread.is_alive()
+
+
+def test_settings_persist_across_restart(qtbot, tmp_path):
+    path = str(tmp_path / "persist.ini")
+    first = create_window(QSettings(path, QSettings.Format.IniFormat), test_input=np.zeros(0, np.float32))
+    qtbot.addWidget(first)
+    first.modes.set_mode("handsfree")
+    first.length.set_value(240, False)
+    first.prompt.preset.setCurrentIndex(first.prompt.preset.findData("casual"))
+    first.close()
+    second = create_window(QSettings(path, QSettings.Format.IniFormat), test_input=np.zeros(0, np.float32))
+    qtbot.addWidget(second)
+    assert second.modes.mode() == "handsfree" and second.talk.word in ("no model",)
+    assert (second.length.steps(), second.length.early_stop.isChecked()) == (240, False)
+    assert second.prompt.preset_id() == "casual" and second.prompt.prompt() == "You enjoy having a good conversation."
+    second.close()
+
+
+def test_first_run_dialog_appears_without_a_model(qtbot, store):
+    win = create_window(store, test_input=np.zeros(0, np.float32))
+    qtbot.addWidget(win)
+    seen = {}
+
+    def answer() -> None:
+        dialog = next((w for w in QApplication.topLevelWidgets() if isinstance(w, SetupDialog) and w.isVisible()),
+                      None)
+        if dialog is None:
+            QTimer.singleShot(50, answer)
+            return
+        seen["title"] = dialog.windowTitle()
+        dialog.choose_folder(Path(store.fileName()).parent)  # not a model folder: refused with a message
+        seen["error"] = dialog.error.text()
+        dialog.demo_button.click()
+
+    QTimer.singleShot(0, answer)
+    assert choose_model(win, demo=False, model_dir=None) == (None, True)
+    assert seen["title"] == "Set up PersonaPlex" and "does not hold a PersonaPlex model" in seen["error"]
+    win.close()

@@ -1,0 +1,130 @@
+"""The small widgets: what they show and what they emit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from ppx_desktop.assets.voices import list_voices
+from ppx_desktop.ui.status import display_state
+from ppx_desktop.ui.transcript_model import Transcript
+from ppx_desktop.ui.widgets.meters import SLOW_READINGS, Meters
+from ppx_desktop.ui.widgets.mode_selector import ModeSelector
+from ppx_desktop.ui.widgets.response_length import ResponseLength
+from ppx_desktop.ui.widgets.talk_button import TalkButton
+from ppx_desktop.ui.widgets.transcript_view import TranscriptView
+from ppx_desktop.ui.widgets.voice_picker import VoicePicker
+
+
+@pytest.mark.parametrize("worker, listen, ready, shown", [
+    pytest.param("", "", False, "no_model", id="nothing-yet"),
+    pytest.param("loading", "", False, "loading", id="loading"),
+    pytest.param("preparing", "ready", False, "warming_up", id="prompt-phase"),
+    pytest.param("idle", "listening", True, "listening", id="hands-free-idle"),
+    pytest.param("idle", "waiting", True, "thinking", id="submitted-not-started"),
+    pytest.param("thinking", "waiting", True, "thinking", id="feeding-user-audio"),
+    pytest.param("speaking", "waiting", True, "speaking", id="generating"),
+    pytest.param("idle", "speaking", True, "speaking", id="playback-tail"),
+    pytest.param("duplex", "hearing_you", True, "hearing_you", id="duplex-user-talks"),
+    pytest.param("idle", "stopped", True, "stopped", id="hands-free-off"),
+])
+def test_display_state(worker, listen, ready, shown):
+    assert display_state(worker, listen, ready) == shown
+
+
+def test_talk_button_hold_and_toggle(qtbot):
+    button = TalkButton()
+    qtbot.addWidget(button)
+    button.set_state("hearing_you")
+    assert button.word == "hearing you" and "HEARING YOU" in button.text()
+    with qtbot.waitSignal(button.pressed_to_talk), qtbot.assertNotEmitted(button.toggle_requested):
+        qtbot.mousePress(button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(button.released_to_talk):
+        qtbot.mouseRelease(button, Qt.MouseButton.LeftButton)
+    button.set_mode("handsfree")
+    with qtbot.waitSignal(button.toggle_requested), qtbot.assertNotEmitted(button.pressed_to_talk):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def test_response_length_in_seconds(qtbot):
+    widget = ResponseLength()
+    qtbot.addWidget(widget)
+    assert widget.steps() == 75 and widget.seconds.text() == "6.0 s"
+    with qtbot.waitSignal(widget.changed) as blocker:
+        widget.spin.setValue(500)
+    assert blocker.args == [500, True] and widget.seconds.text() == "40.0 s"
+    assert widget.slider.value() == 500
+    widget.spin.setValue(10)  # clamped to the range
+    assert widget.steps() == 50
+    with qtbot.waitSignal(widget.changed) as blocker:
+        widget.early_stop.setChecked(False)
+    assert blocker.args == [50, False]
+
+
+def test_mode_selector(qtbot):
+    widget = ModeSelector()
+    qtbot.addWidget(widget)
+    assert widget.mode() == "ptt"
+    with qtbot.waitSignal(widget.mode_changed) as blocker:
+        qtbot.mouseClick(widget.buttons["duplex"], Qt.MouseButton.LeftButton)
+    assert blocker.args == ["duplex"] and widget.mode() == "duplex"
+    assert not widget.buttons["ptt"].isChecked()
+
+
+def test_meters_warn_only_after_sustained_slowness(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_levels(-30.0, float("nan"))
+    assert meters.mic.value() == 500 and meters.out.value() == 0
+    for _ in range(SLOW_READINGS - 1):
+        meters.set_stats(120.0, 1.5, 4, 1000, 3000, duplex=True)
+    meters.set_stats(20.0, 0.25, 0, 1010, 3000, duplex=True)  # one fast reading resets the count
+    assert not meters.too_slow
+    with qtbot.waitSignal(meters.too_slow_changed) as blocker:
+        for _ in range(SLOW_READINGS):
+            meters.set_stats(120.0, 1.5, 4, 1020, 3000, duplex=True)
+    assert blocker.args == [True] and meters.too_slow and not meters.warning.isHidden()
+    assert meters.context.value() == 1020 and "lag 320 ms" in meters.stats.text()
+    meters.reset_speed_warning()
+    assert meters.warning.isHidden()
+
+
+def test_voice_picker_groups_and_availability(qtbot, tiny_model_dir):
+    picker = VoicePicker()
+    qtbot.addWidget(picker)
+    picker.set_voices(list_voices(tiny_model_dir), "NATF2")  # NATF2 is not in the tiny model
+    assert len(picker.voice_ids()) == 18
+    assert picker.voice() == "NATF0"  # first available instead
+    assert not picker.select("NATF2") and picker.select("VARM0")
+    with qtbot.waitSignal(picker.voice_changed) as blocker:
+        picker.select("NATM0")
+    assert blocker.args == ["NATM0"] and "male" in picker.description.text()
+    headers = [picker.combo.itemText(i) for i in range(picker.combo.count()) if not picker.combo.itemData(i, 257)]
+    assert headers == ["Natural · female", "Natural · male", "Variety · female", "Variety · male"]
+
+
+def test_transcript_grows_and_exports(qtbot, tmp_path):
+    transcript = Transcript()
+    view = TranscriptView(transcript)
+    qtbot.addWidget(view)
+    transcript.voice = "NATF0"
+    transcript.add_user(1, np.zeros(24_000, np.float32), "ptt", started=0.0)
+    view.sync()
+    for piece in ["Hello", " there", "!"]:
+        view.refresh_entry(transcript.add_agent_text(1, piece, "ptt"))
+    widgets = view.entry_widgets()
+    assert [w.entry.speaker for w in widgets] == ["user", "agent"]
+    assert widgets[1].body.text() == "Hello there!" and "1.0 s" in widgets[0].header.text()
+    with qtbot.waitSignal(view.replay_requested) as blocker:
+        qtbot.mouseClick(widgets[0].replay, Qt.MouseButton.LeftButton)
+    assert blocker.args == [1]
+    transcript.finish_agent(1, "Hello there!", 2.4, "agent_finished", "ptt")
+    md, js = transcript.save(tmp_path)
+    assert "Hello there!" in md.read_text() and "NATF0" in md.read_text()
+    data = json.loads(js.read_text())
+    assert [t["speaker"] for t in data["turns"]] == ["user", "agent"]
+    assert data["turns"][1]["duration_s"] == 2.4 and "audio" not in data["turns"][0]
+    assert view.copy_to_clipboard().startswith("# Conversation")
