@@ -1,14 +1,12 @@
-"""Shared test fixtures: the reference's tiny random models and golden outputs in tests/fixtures."""
+"""Fixtures for the whole suite; importable helpers live in testkit.py (see there why)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-from torch.utils._python_dispatch import TorchDispatchMode
+from testkit import tiny_config_dict
 
 from ppx_desktop.engine.config import ModelConfig
 
@@ -16,60 +14,16 @@ from ppx_desktop.engine.config import ModelConfig
 # reference goldens were made with.
 torch.set_num_threads(1)
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-# The reference's SILENCE/SINE frames reduced mod 32 for the tiny codebooks, as the fixtures used.
-TINY_SILENCE = [20, 19, 26, 2, 8, 6, 26, 24]
-TINY_SINE = [14, 20, 29, 11, 7, 23, 24, 24]
-
-
-def tiny_config_dict() -> dict:
-    mimi = json.loads((FIXTURES / "tiny_mimi_config.json").read_text())
-    lm = json.loads((FIXTURES / "tiny_lm_config.json").read_text())
-    return {
-        "format": 1,
-        "mimi": {"seanet": mimi["_seanet_kwargs"], "quantizer": mimi["_quantizer_kwargs"],
-                 "transformer": mimi["_transformer_kwargs"], "num_codebooks": 8},
-        "lm": lm["_lm_kwargs"],
-        "prompt": {"silence_tokens": TINY_SILENCE, "sine_tokens": TINY_SINE},
-    }
-
 
 @pytest.fixture(scope="session")
 def tiny_config() -> ModelConfig:
     return ModelConfig.from_dict(tiny_config_dict(), source="tiny fixture config")
 
 
-def load_golden(name: str) -> dict[str, torch.Tensor]:
-    return load_file(str(FIXTURES / name))
-
-
 @pytest.fixture(autouse=True)
 def _no_grad():
     with torch.no_grad():
         yield
-
-
-# --- Streaming steps must not synchronise with the host (needed for CUDA graphs / compile). ---
-
-_SYNC_OPS = {
-    "_local_scalar_dense", "is_nonzero", "item", "equal", "nonzero", "masked_select", "_unique", "_unique2",
-    "unique_dim", "unique_consecutive", "bincount", "repeat_interleave",
-}
-
-
-class ForbidHostSync(TorchDispatchMode):
-    """Fails on any op that reads a tensor value on the host or has a data-dependent output shape."""
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func.overloadpacket.__name__ in _SYNC_OPS:
-            raise AssertionError(f"host sync in a streaming step: {func}")
-        if func.overloadpacket.__name__ == "index" and any(
-            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1]
-        ):
-            raise AssertionError(f"boolean-mask indexing (data-dependent shape) in a streaming step: {func}")
-        return func(*args, **kwargs)
 
 
 # --- Per-user folders: tests never touch the real home, the HF cache or saved settings. ---

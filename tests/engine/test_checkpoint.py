@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from testkit import FIXTURES
 
 from ppx_desktop.engine.checkpoint import CheckpointError, lm_plan, load_weights, read_header
 from ppx_desktop.engine.lm import LMModel
 from ppx_desktop.engine.mimi import Mimi
-
-from conftest import FIXTURES
 
 MIMI = FIXTURES / "tiny_mimi.safetensors"
 LM = FIXTURES / "tiny_lm.safetensors"

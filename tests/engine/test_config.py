@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from testkit import tiny_config_dict
 
 from ppx_desktop.engine.config import PPX_CONFIG, ConfigError, ModelConfig, load_model_config
-
-from conftest import tiny_config_dict
 
 
 def test_release_defaults():

@@ -8,6 +8,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from testkit import FIXTURES, ForbidHostSync, load_golden, tiny_config_dict
 
 from ppx_desktop.engine.checkpoint import lm_plan, load_weights
 from ppx_desktop.engine.config import FRAME_SIZE, ModelConfig
@@ -17,8 +18,6 @@ from ppx_desktop.engine.lm import LMModel
 from ppx_desktop.engine.mimi import Mimi
 from ppx_desktop.engine.prompts import run_prompts
 from ppx_desktop.engine.sampling import SamplingConfig
-
-from conftest import FIXTURES, ForbidHostSync, load_golden, tiny_config_dict
 
 N_FRAMES = 20  # past the tiny LM's 16-slot context: the ring wraps
 

@@ -7,14 +7,13 @@ import os
 
 import pytest
 import torch
+from testkit import FIXTURES, ForbidHostSync, load_golden
 
 from ppx_desktop.engine.checkpoint import lm_plan, load_weights
 from ppx_desktop.engine.config import LMConfig
 from ppx_desktop.engine.generator import Generator, GeneratorOptions
 from ppx_desktop.engine.lm import LMModel
 from ppx_desktop.engine.sampling import SamplingConfig
-
-from conftest import FIXTURES, ForbidHostSync, load_golden
 
 REFERENCE_WORK = GeneratorOptions(skip_forced_depformer=False, skip_forced_frames=False)
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from testkit import ForbidHostSync
 
 from ppx_desktop.engine.config import FRAME_SIZE, MimiConfig
 from ppx_desktop.engine.mimi import Mimi
-
-from conftest import ForbidHostSync
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 N_FRAMES = 40

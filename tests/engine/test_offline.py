@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from testkit import FIXTURES, load_golden, tiny_config_dict
 
 from ppx_desktop.cli import main
 from ppx_desktop.engine.checkpoint import lm_plan, load_weights
@@ -22,8 +23,6 @@ from ppx_desktop.engine.offline import run_offline
 from ppx_desktop.engine.prompts import VoiceError, load_voice_audio, load_voice_file, run_prompts, save_voice_file
 from ppx_desktop.engine.sampling import SamplingConfig
 from ppx_desktop.engine.tiny import TINY_VOICES, make_tiny_model, synthetic_voice
-
-from conftest import FIXTURES, load_golden, tiny_config_dict
 
 GREEDY = SamplingConfig.greedy()
 

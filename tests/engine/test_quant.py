@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from testkit import FIXTURES, load_golden
 
 from ppx_desktop.engine.checkpoint import lm_plan, load_weights
 from ppx_desktop.engine.config import ModelConfig
@@ -12,8 +13,6 @@ from ppx_desktop.engine.lm import LMModel
 from ppx_desktop.engine.model import ModelError, load_model
 from ppx_desktop.engine.quant import QuantLinear, estimate_memory, quantize_lm, quantize_weight
 from ppx_desktop.engine.sampling import SamplingConfig
-
-from conftest import FIXTURES, load_golden
 
 # Stated tolerance of the int8 path on the tiny model: logits within 2 % of their float32 range
 # (max abs error / max abs logit). Measured: about 0.3 % text, 0.5 % audio (see the assertion).
