@@ -8,6 +8,11 @@ script and ``ppx-desktop --self-test`` on machines with no audio at all (CI, ser
 The clock runs at `speed` times real time: 1.0 behaves like a sound card (the app sees the same
 timing as with a microphone), larger values let tests get through long inputs quickly. Audio
 can be queued at any moment with `say`, so a test speaks exactly when it wants to.
+
+With ``manual=True`` there is no clock thread: the caller runs the sound card one block at a time
+with `advance`. Tests that count frames use it, because a wall clock on a loaded 2-core machine
+stalls and then catches up in bursts, and a test cannot tell "ten frames while the button was
+held" from "ten frames plus a burst".
 """
 
 from __future__ import annotations
@@ -66,16 +71,18 @@ class TestDevice:
         speed: the clock's speed relative to real time.
         loop: repeat `mic` forever instead of falling silent.
         record_seconds: how much played audio `played()` keeps (the oldest goes first).
+        manual: no clock thread; blocks run only when `advance` is called.
     """
 
     __test__ = False  # not a pytest test class, despite the name
     PortAudioError = TestDeviceError
 
     def __init__(self, mic: np.ndarray | None = None, speed: float = 1.0, loop: bool = False,
-                 record_seconds: float = 600.0) -> None:
+                 record_seconds: float = 600.0, manual: bool = False) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = float(speed)
+        self.manual = manual
         self.loop = loop
         self.default = _Defaults()
         self._mic: deque[np.ndarray] = deque()
@@ -132,6 +139,13 @@ class TestDevice:
         with self._lock:
             self._mic.append(np.asarray(audio, np.float32).reshape(-1).copy())
 
+    def advance(self, blocks: int = 1) -> None:
+        """Runs `blocks` callbacks now, in the calling thread (manual clock only)."""
+        if not self.manual:
+            raise RuntimeError("advance() drives a manual clock; this TestDevice runs its own")
+        for _ in range(blocks):
+            self._pump()
+
     def mic_pending_seconds(self) -> float:
         with self._lock:
             return (sum(len(a) for a in self._mic) - self._mic_offset) / RATE
@@ -155,6 +169,8 @@ class TestDevice:
         with self._lock:
             if stream not in self._streams:
                 self._streams.append(stream)
+        if self.manual:
+            return
         if self._clock is None or not self._clock.is_alive():
             self._running.set()
             self._clock = threading.Thread(target=self._run, name="ppx-test-audio", daemon=True)
