@@ -150,6 +150,22 @@ class _Pipe:
         self.ref.write(self._play_out(outdata, frames))
 
 
+# ALSA devices that are plugins in front of a sound server (PulseAudio, PipeWire) rather than hardware.
+_SOUND_SERVER_PCMS = {"pulse", "default", "sysdefault", "pipewire", "jack"}
+
+
+def _is_sound_server(d: DeviceInfo) -> bool:
+    """True for PortAudio's ALSA devices that route to PulseAudio or PipeWire.
+
+    One duplex stream on these runs far below real time: PortAudio's ALSA backend polls both
+    plugin PCMs from one thread, and against PulseAudio 16 it delivered 1.4-1.8 s of capture per
+    4 s (measured at 24 and 48 kHz), while separate input and output streams keep time exactly.
+    The echo reference then comes through the output callback with a stable one-block offset,
+    which AEC3's delay estimator absorbs.
+    """
+    return d.hostapi.upper().startswith("ALSA") and d.name.split(" ")[0].lower() in _SOUND_SERVER_PCMS
+
+
 class AudioIO:
     """Mic in, speaker out, as 24 kHz float32 frames of 1920 samples, with echo handling.
 
@@ -241,7 +257,8 @@ class AudioIO:
         d_in = resolve_device(self.config.input_device, "input", devices)
         d_out = resolve_device(self.config.output_device, "output", devices)
         rate = self._pick_rate(d_in, d_out)
-        want_duplex = self.config.duplex if self.config.duplex is not None else d_in.hostapi == d_out.hostapi
+        want_duplex = self.config.duplex if self.config.duplex is not None else (
+            d_in.hostapi == d_out.hostapi and not (_is_sound_server(d_in) or _is_sound_server(d_out)))
         streams: list[Any] = []
         pipe = None
         common = dict(samplerate=rate, dtype="float32", latency=self.config.latency)

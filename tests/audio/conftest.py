@@ -69,8 +69,11 @@ def pulse(tmp_path_factory):
     os.environ["PULSE_SERVER"] = f"unix:{sock}"
     os.environ.pop("PULSE_LATENCY_MSEC", None)  # hangs PortAudio's ALSA pulse device at 100% CPU
     env = dict(os.environ)
+    # --no-cpu-limit: on a busy 2-core CI machine the daemon's own watchdog killed it (SIGXCPU)
+    # in the middle of a test; the streams then died with "Connection terminated".
     proc = subprocess.Popen(
-        ["pulseaudio", "--daemonize=no", "-n", "--exit-idle-time=-1", "--disallow-exit", "-F", str(runtime / "ci.pa"),
+        ["pulseaudio", "--daemonize=no", "-n", "--no-cpu-limit=true", "--exit-idle-time=-1", "--disallow-exit",
+         "-F", str(runtime / "ci.pa"),
          f"--log-target=file:{runtime / 'pa.log'}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

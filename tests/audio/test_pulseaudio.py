@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_vad_echo import _linear_fit
 
 from ppx_desktop.audio import FRAME, RATE, AudioConfig, AudioIO, TurnDetector, VadConfig, level_db
 from ppx_desktop.audio.echo import echo_coupling
@@ -24,7 +25,9 @@ KNOWN_FAILING = pytest.mark.xfail(reason="issue 6 open: not passing yet", strict
 DATA = Path(__file__).parent / "data"
 
 
-# Known to fail here (frames go missing from the PulseAudio capture): issue 6 stays open until fixed.
+# Known to fail on the 2-core CI machines (issue 6 stays open until fixed): the private daemon
+# idles at 30-60 % CPU there, PortAudio's capture through the ALSA pulse plugin then runs at about
+# 60 % of real time (125 frames took 16 s) and the captured speech is stretched and torn.
 pytestmark = [pytest.mark.xdist_group("pulseaudio"), pytest.mark.slow,
               KNOWN_FAILING]
 
@@ -58,7 +61,8 @@ def test_wav_into_virtual_mic_arrives_frame_aligned(pulse):
     lag, corr = _ncc(speech, cap, RATE)
     assert corr > 0.99, f"correlation {corr:.4f} at lag {lag}"
     assert level_db(cap[lag : lag + speech.shape[0]]) == pytest.approx(level_db(speech), abs=0.5)
-    assert st.duplex and st.samplerate == RATE and st.dropped_input == 0
+    # Separate streams: a duplex stream through the ALSA pulse plugin runs below real time (stream.py).
+    assert not st.duplex and st.samplerate == RATE and st.dropped_input == 0
 
 
 def test_played_audio_is_recorded_back_from_the_sink_monitor(pulse, tmp_path):
@@ -106,7 +110,8 @@ def test_aec3_removes_speaker_echo_and_keeps_the_near_end_voice(pulse):
     tail = slice((n_far + 6) * FRAME, None)
     lag, corr = _ncc(near, out[tail], RATE)
     kept = level_db(out[tail][lag : lag + near.shape[0]]) - level_db(mic[tail][lag : lag + near.shape[0]])
-    assert corr > 0.9 and kept > -3.0, f"near-end correlation {corr:.3f}, level change {kept:.1f} dB"
+    fit = _linear_fit(near, out[tail])  # not corr: APM's 24 kHz resampler shifts phase (see test_vad_echo)
+    assert fit > 0.98 and kept > -3.0, f"near-end linear fit {fit:.4f} (corr {corr:.3f}), level change {kept:.1f} dB"
 
 
 def test_spoken_turn_then_silence_is_one_turn_ending_after_the_configured_silence(pulse):

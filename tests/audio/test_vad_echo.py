@@ -78,6 +78,23 @@ def test_push_to_talk_turn_is_exactly_the_pressed_audio(near):
     assert ev.kind == "turn_ended" and np.array_equal(ev.audio, near[: 20 * FRAME])
 
 
+def _linear_fit(src: np.ndarray, out: np.ndarray, taps: int = 96) -> float:
+    """Fraction of ``out``'s energy that a short FIR of ``src`` explains (1.0 = src passed intact).
+
+    Not the plain correlation at one integer lag: APM runs 24 kHz audio through its own resampler,
+    which delays by a fraction of a sample and shifts phase, so even with echo cancellation off the
+    integer-lag correlation is only 0.91 (0.86 with AEC3) although 99.3 % of the output is a linear
+    filter of the voice (measured).
+    """
+    lag = echo_coupling(src, out, RATE)[0]
+    j = np.arange(taps, min(src.shape[0], out.shape[0] - lag) - taps)
+    y = out[lag + j].astype(np.float64)
+    x = src.astype(np.float64)[j[:, None] + taps // 2 - np.arange(taps)[None, :]]
+    w, *_ = np.linalg.lstsq(x, y, rcond=None)
+    res = y - x @ w
+    return 1.0 - float(res @ res) / float(y @ y)
+
+
 def _echo_run(mode: str, far: np.ndarray, near: np.ndarray, gain: float = 0.5):
     """Agent says ``far``, the room returns it 300 ms later; then the user says ``near``."""
     delay = int(0.3 * RATE)
@@ -100,7 +117,6 @@ def _echo_run(mode: str, far: np.ndarray, near: np.ndarray, gain: float = 0.5):
     return raw, out, n_far, events
 
 
-@KNOWN_FAILING
 def test_aec3_removes_20_db_of_echo_and_passes_the_user(far, near):
     raw, out, n_far, _ = _echo_run("aec3", far, near)
     conv = slice(2 * RATE, n_far * FRAME)
@@ -108,7 +124,7 @@ def test_aec3_removes_20_db_of_echo_and_passes_the_user(far, near):
     assert erle >= 20.0, f"ERLE {erle:.1f} dB"
     tail = slice((n_far + 8) * FRAME, None)
     assert level_db(out[tail]) - level_db(raw[tail]) > -3.0
-    assert echo_coupling(near, out[tail], RATE)[1] > 0.9
+    assert _linear_fit(near, out[tail]) > 0.98
 
 
 def test_ducking_gates_the_agent_echo_and_passes_the_user(far, near):
@@ -132,14 +148,18 @@ def test_echo_with_handling_off_is_reported(far, near):
 def test_echo_self_test_measures_latency_and_level(gain, mode):
     delay = 7000
     sd = FakeSoundDevice(echo_delay=delay, echo_gain=gain)
-    sd.start_clock(speed=8.0)
+    # 2x real time: the 2 s capture ring is then 1 s of wall time of slack for the reader (at 8x it
+    # was 0.25 s, and the fake clock's catch-up burst after a scheduler stall overflowed it).
+    sd.start_clock(speed=2.0)
     try:
         r = echo_self_test(AudioConfig(stall_timeout_s=60.0), seconds=1.0, backend=sd)
     finally:
         sd.stop_clock()
     assert r.recommended_mode == mode
     if gain:
-        assert r.latency_ms == pytest.approx(1000 * (delay + FRAME) / RATE, abs=1.0)  # + one duplex block
+        # The fake plays each block in the callback that fills it (speaker[pos] = outdata), so the
+        # round trip is the echo delay alone; the old "+ one duplex block" does not exist in the fake.
+        assert r.latency_ms == pytest.approx(1000 * delay / RATE, abs=1.0)
         assert r.echo_db == pytest.approx(20 * np.log10(gain), abs=0.5)
         assert r.aec_erle_db is not None and r.aec_erle_db > 10.0
     else:
