@@ -47,7 +47,6 @@ def finished(win, timeout_s: float = 120):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 7 open: not passing yet (see the closing note)", strict=False)
 def test_push_to_talk_turn_voice_steps_and_save(qtbot, window, tmp_path):
     # The voice picker changes the conversation's voice.
     with qtbot.waitSignal(window.bridge.event, timeout=LOAD_S * 1000,
@@ -57,7 +56,8 @@ def test_push_to_talk_turn_voice_steps_and_save(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: window.model_ready, timeout=30_000)
     # The steps selector sets how long the answer is (early stop off: exactly that many steps).
     window.length.set_value(60, False)
-    assert window.talk.word == "ready"
+    # The capture thread reports "ready" at its next 50 ms poll after the worker became idle.
+    qtbot.waitUntil(lambda: window.talk.word == "ready", timeout=10_000)
 
     device(window).say(tone(2.0))
     window.space(True)  # hold the space bar
@@ -103,7 +103,8 @@ def test_hands_free_hears_the_end_of_speech(qtbot, window):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 7 open: not passing yet (see the closing note)", strict=False)
+# Issue 7 open: closing during live duplex took 4.9 s here (budget 1.5 s), on a loaded machine.
+@pytest.mark.xfail(reason="issue 7 open: closing during duplex is not yet within the budget", strict=False)
 def test_live_duplex_runs_stops_and_close_is_quick(qtbot, window):
     window.modes.set_mode("duplex")
     assert not window.length.isEnabled()
