@@ -91,12 +91,16 @@ class InferenceWorker:
     def push_frame(self, frame: np.ndarray) -> None:
         self.input.put(frame)
 
-    def shutdown(self, timeout: float = 2.0) -> bool:
-        """Cancels what runs, stops the thread; True if it ended within `timeout` seconds."""
+    def request_shutdown(self) -> None:
+        """Cancels what runs and asks the thread to end, without waiting (see `shutdown`)."""
         with self._cond:
             self._stopping = True
         self.cancel()
         self.submit(ev.Shutdown())
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Cancels what runs, stops the thread; True if it ended within `timeout` seconds."""
+        self.request_shutdown()
         if self.thread.is_alive():
             self.thread.join(timeout)
         return not self.thread.is_alive()

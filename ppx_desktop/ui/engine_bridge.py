@@ -8,6 +8,7 @@ only ever touched on the GUI thread. Slots submit commands; nothing here blocks 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,10 +135,18 @@ class EngineBridge(QObject):
         if not self._started:
             return True
         self._started = False
+        t0 = time.monotonic()
+        # The worker winds down (cancel within one step) while capture and the devices close.
+        self.worker.request_shutdown()
         self.controller.close(timeout=timeout / 2)
-        ended = self.worker.shutdown(timeout=timeout)
+        t1 = time.monotonic()
         try:
             self.audio.close()
         except Exception:  # closing a failed device must not block quitting
             log.exception("closing the audio devices failed")
+        t2 = time.monotonic()
+        self.worker.thread.join(max(0.05, timeout - (t2 - t0)))
+        ended = not self.worker.thread.is_alive()
+        log.info("shutdown: capture %.2f s, audio %.2f s, inference thread %.2f s (%s)", t1 - t0, t2 - t1,
+                 time.monotonic() - t2, "ended" if ended else "still running")
         return ended

@@ -7,6 +7,7 @@ does arrives back as events on `bridge.event` (queued to this thread) and is ren
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer
@@ -384,7 +385,10 @@ class MainWindow(QMainWindow):
         self.settings.prompt_preset = self.prompt.preset_id()
         self.settings.prompt_text = self.prompt.prompt()
         save_settings(self.settings, self.store)
-        self.autosave()
+        # Stop generating first (the user asked to quit), then save what was said.
         if not self.bridge.shutdown(timeout=1.0):
             log.warning("the inference thread did not stop within a second; leaving it to end with the process")
+        t0 = time.monotonic()
+        self.autosave()
+        log.info("closing: autosave took %.2f s", time.monotonic() - t0)
         super().closeEvent(event)

@@ -103,8 +103,9 @@ def test_hands_free_hears_the_end_of_speech(qtbot, window):
 
 
 @pytest.mark.slow
-# Issue 7 open: closing during live duplex took 4.9 s here (budget 1.5 s), on a loaded machine.
-@pytest.mark.xfail(reason="issue 7 open: closing during duplex is not yet within the budget", strict=False)
+# Issue 7 open: closing during live duplex is at the edge of its 1.5 s budget on a loaded machine
+# (4.9 s before the engine was stopped ahead of the autosave; since then 2.9 s once, in budget once).
+@pytest.mark.xfail(reason="issue 7 open: closing during duplex is not reliably within the budget", strict=False)
 def test_live_duplex_runs_stops_and_close_is_quick(qtbot, window):
     window.modes.set_mode("duplex")
     assert not window.length.isEnabled()
