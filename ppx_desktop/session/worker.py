@@ -98,12 +98,16 @@ class InferenceWorker:
         self.cancel()
         self.submit(ev.Shutdown())
 
-    def shutdown(self, timeout: float = 2.0) -> bool:
-        """Cancels what runs, stops the thread; True if it ended within `timeout` seconds."""
-        self.request_shutdown()
+    def wait(self, timeout: float) -> bool:
+        """Waits for the thread to end (after `request_shutdown`); True if it has."""
         if self.thread.is_alive():
             self.thread.join(timeout)
         return not self.thread.is_alive()
+
+    def shutdown(self, timeout: float = 2.0) -> bool:
+        """Cancels what runs, stops the thread; True if it ended within `timeout` seconds."""
+        self.request_shutdown()
+        return self.wait(timeout)
 
     # --- the worker thread ------------------------------------------------------------------
     def _emit(self, event: object) -> None:

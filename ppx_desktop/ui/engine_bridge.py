@@ -145,8 +145,7 @@ class EngineBridge(QObject):
         except Exception:  # closing a failed device must not block quitting
             log.exception("closing the audio devices failed")
         t2 = time.monotonic()
-        self.worker.thread.join(max(0.05, timeout - (t2 - t0)))
-        ended = not self.worker.thread.is_alive()
+        ended = self.worker.wait(max(0.05, timeout - (t2 - t0)))
         log.info("shutdown: capture %.2f s, audio %.2f s, inference thread %.2f s (%s)", t1 - t0, t2 - t1,
                  time.monotonic() - t2, "ended" if ended else "still running")
         return ended
