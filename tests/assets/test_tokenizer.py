@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,9 @@ def tok(tiny_model_path: Path) -> TextTokenizer:
     return TextTokenizer.load(tiny_model_path)
 
 
-def test_train_is_fast_deterministic_and_sized(tmp_path: Path) -> None:
-    t0 = time.process_time()  # CPU time: robust against a loaded test machine
+def test_train_is_deterministic_and_sized(tmp_path: Path) -> None:
     a = train_tiny_tokenizer(tmp_path / "a.model")
-    elapsed = time.process_time() - t0
     b = train_tiny_tokenizer(tmp_path / "sub" / "b.model")
-    assert elapsed < 3.0
     assert a.read_bytes() == b.read_bytes()
     assert TextTokenizer.load(a).vocab_size == 256
     c = train_tiny_tokenizer(tmp_path / "c.model", vocab_size=128, seed=3)
