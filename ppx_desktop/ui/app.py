@@ -115,6 +115,28 @@ def choose_model(window, demo: bool, model_dir: str | None) -> tuple[Path | None
     return dialog.model_dir, False
 
 
+def first_run_gpu_message(parent=None):
+    """On the app's first start, a message box saying what this GPU will and will not run
+    (gpucheck's report); None on later starts. A failing probe never blocks the start."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from .. import gpucheck
+
+    try:
+        report = gpucheck.first_run_report()
+    except Exception:  # pragma: no cover - the probe guards its own calls; this is the last line
+        log.exception("first-run GPU check failed")
+        return None
+    if report is None:
+        return None
+    icon = QMessageBox.Icon.Information if report.available else QMessageBox.Icon.Warning
+    box = QMessageBox(icon, "PersonaPlex: your GPU", report.verdict[0], QMessageBox.StandardButton.Ok, parent)
+    box.setInformativeText("\n\n".join(report.verdict[1:]))
+    box.setDetailedText(f"Saved in {gpucheck.saved_report_path()}; delete that file to run this check again.")
+    log.info("first-run GPU check: %s", " | ".join(report.verdict))
+    return box
+
+
 def self_test_input(seconds: float = 1.5) -> np.ndarray:
     """A voiced, speech-like test signal (a gliding harmonic tone with syllable-rate bursts)."""
     t = np.arange(int(24_000 * seconds)) / 24_000
@@ -176,6 +198,9 @@ def run_app(demo: bool = False, model_dir: str | None = None, self_test: bool = 
         window.set_mode("ptt")
         return _run_self_test(app, window)
     window = create_window()
+    message = first_run_gpu_message(window)
+    if message is not None:
+        message.exec()
     choice = choose_model(window, demo, model_dir)
     if choice is None:
         window.bridge.shutdown(timeout=1.0)

@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         QApplication.instance().removeEventFilter(self)
+        self.hide()  # gone at once for the user; stopping and saving finish behind it
         self._levels.stop()
         self.settings.geometry = bytes(self.saveGeometry().data())
         self.settings.prompt_preset = self.prompt.preset_id()
