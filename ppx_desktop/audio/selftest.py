@@ -115,8 +115,15 @@ def echo_self_test(io_or_config: AudioIO | AudioConfig | None = None, seconds: f
             pass
         quiet = [io.read_aligned(timeout=NO_AUDIO_S) for _ in range(3)]
         for attempt in range(ATTEMPTS):
-            if attempt:  # let the echo of the spoiled attempt die away before the next one
+            if attempt:
+                # Discard everything the spoiled attempt left behind. The capture queue can hold
+                # seconds of it when the reader lagged, and those frames are misaligned: a dropped
+                # block removes mic and reference together, yet its sound still echoes a block
+                # later, which measured the round trip one block short. So: stop the probe, drop
+                # the queued frames, then read fresh ones until its echo has died away.
                 io.clear_playback()
+                while io.read_aligned(timeout=0) is not None:
+                    pass
                 for _ in range(int(np.ceil(MAX_DELAY_S * RATE / FRAME))):
                     io.read_aligned(timeout=NO_AUDIO_S)
             rec = _record_probe(io, probe)
