@@ -55,6 +55,11 @@ class RingBuffer:
         """Total samples ever written (the producer's position)."""
         return self._write
 
+    @property
+    def read_position(self) -> int:
+        """Total samples consumed or skipped (the consumer's position)."""
+        return max(self._read, self._min_read)
+
     # --- producer ----------------------------------------------------------------------------
 
     def write(self, x: np.ndarray) -> int:

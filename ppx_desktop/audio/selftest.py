@@ -140,6 +140,7 @@ def echo_self_test(io_or_config: AudioIO | AudioConfig | None = None, seconds: f
         if own:
             io.close()
     mic, played = rec
+    offset_ms = io.reference_offset_ms()  # separate streams: the pairs' own time apart
     mic_all, ref_all = np.concatenate(mic), np.concatenate(played)
     noise = level_db(np.concatenate([q.mic for q in quiet if q is not None])) if any(quiet) else SILENCE_DB
     lag, corr, gain_db = echo_coupling(ref_all, mic_all, int(MAX_DELAY_S * RATE))
@@ -157,7 +158,7 @@ def echo_self_test(io_or_config: AudioIO | AudioConfig | None = None, seconds: f
     else:
         mode = "aec3" if _aec3_available() else "duck"
     return EchoTestResult(
-        latency_ms=1000.0 * lag / RATE if detected else io.latency_ms,
+        latency_ms=1000.0 * lag / RATE + offset_ms if detected else io.latency_ms,
         echo_db=gain_db if detected else min(gain_db, noise - probe_db),
         recommended_mode=mode,
         detected=detected,

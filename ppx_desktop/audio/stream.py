@@ -18,6 +18,7 @@ Threads and what they may touch:
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -112,11 +113,58 @@ class _Pipe:
         self.in_rs, self.ref_rs = StreamResampler(rate, RATE), StreamResampler(rate, RATE)
         self.out_rs = StreamResampler(RATE, rate)
         self.cap_fifo, self.ref_fifo = Reframer(FRAME), Reframer(FRAME)
+        # Separate streams: reference pairing, caller side only (see `next_reference`).
+        self.ref_debt = 0
+        self.ref_min = self.ref_seen = 0
+        # Callback times per block (indexed by block number), to tell how far apart in time the
+        # paired mic and reference blocks were handled: the self-test's round trip adds it.
+        self._n_times = cap // self.block + 16
+        self.cap_times = np.zeros(self._n_times)
+        self.ref_times = np.zeros(self._n_times)
+        self.ref_offsets: collections.deque[float] = collections.deque(maxlen=64)
         # written only by the callback(s)
         self.callbacks = 0
         self.overflows = 0
         self.dropped_in = 0
         self.short_blocks = 0
+
+    # --- caller side ---
+
+    REF_WINDOW_BLOCKS = 64  # ~5 s: the reference backlog is judged by its minimum over this long
+    REF_SLACK_BLOCKS = 2  # backlog kept for the callbacks' burstiness
+    REF_TRIM_BLOCKS = 8  # a backlog that never drops below this (640 ms) is clock drift: trim it
+
+    def next_reference(self, mic_position: int) -> np.ndarray:
+        """The played block to pair with the next captured block, with separate streams.
+
+        Paired by sample count: the k-th captured block with the k-th played block, so the
+        offset between them stays constant and AEC3's delay estimator absorbs it. Pairing by
+        arrival does not work: separate streams call back in bursts (often two blocks at once),
+        and trimming the backlog whenever it looked large shifted the reference by a block or
+        two every few seconds, which halved the measured echo correlation on PulseAudio. Only a
+        backlog that stays large for seconds (output and input clocks drifting apart) is trimmed,
+        once, down to a little slack.
+        """
+        block = self.block
+        if self.ref_debt:  # reference samples already paired as silence (the output was behind)
+            self.ref_debt -= self.ref.read(min(self.ref_debt, self.ref.available())).shape[0]
+        avail = self.ref.available()
+        self.ref_min = avail if self.ref_seen == 0 else min(self.ref_min, avail)
+        self.ref_seen += 1
+        if self.ref_seen >= self.REF_WINDOW_BLOCKS:
+            if self.ref_min > self.REF_TRIM_BLOCKS * block:
+                self.ref.read(self.ref_min - self.REF_SLACK_BLOCKS * block)
+            self.ref_seen = 0
+        ref_position = self.ref.read_position
+        ref = self.ref.read(block)
+        if ref.shape[0] < block:
+            self.ref_debt += block - ref.shape[0]
+            ref = np.concatenate([ref, np.zeros(block - ref.shape[0], np.float32)])
+        else:
+            t_mic = self.cap_times[(mic_position // block) % self._n_times]
+            t_ref = self.ref_times[(ref_position // block) % self._n_times]
+            self.ref_offsets.append(t_mic - t_ref + (ref_position % block - mic_position % block) / self.rate)
+        return ref
 
     # --- PortAudio callbacks: copies and int bumps only ---
 
@@ -141,12 +189,14 @@ class _Pipe:
 
     def input_cb(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         self.callbacks += 1
+        self.cap_times[(self.cap.written // self.block) % self._n_times] = time.monotonic()
         if status and status.input_overflow:
             self.overflows += 1
         if self.cap.write(indata[:, 0]) < frames:
             self.dropped_in += frames
 
     def output_cb(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        self.ref_times[(self.ref.written // self.block) % self._n_times] = time.monotonic()
         self.ref.write(self._play_out(outdata, frames))
 
 
@@ -367,16 +417,10 @@ class AudioIO:
 
     def _pull(self, pipe: _Pipe) -> tuple[np.ndarray, np.ndarray] | None:
         while len(pipe.cap_fifo) < FRAME and pipe.cap.available() >= pipe.block:
+            mic_position = pipe.cap.read_position
             mic = pipe.cap.read(pipe.block)
-            if pipe.duplex:
-                ref = pipe.ref.read(pipe.block)  # written in lockstep with the capture
-            else:
-                backlog = pipe.ref.available()
-                if backlog > 4 * pipe.block:  # separate clocks drift: keep the reference recent
-                    pipe.ref.read(backlog - 2 * pipe.block)
-                ref = pipe.ref.read(pipe.block)
-                if ref.shape[0] < pipe.block:
-                    ref = np.concatenate([ref, np.zeros(pipe.block - ref.shape[0], np.float32)])
+            # Duplex: written in lockstep with the capture.
+            ref = pipe.ref.read(pipe.block) if pipe.duplex else pipe.next_reference(mic_position)
             pipe.cap_fifo.push(pipe.in_rs.process(mic))
             pipe.ref_fifo.push(pipe.ref_rs.process(ref))
         mic = pipe.cap_fifo.pop()
@@ -465,6 +509,16 @@ class AudioIO:
     @property
     def echo_mode(self) -> str:
         return self._pending_mode or self._mode
+
+    def reference_offset_ms(self) -> float:
+        """How much later a captured block was handled than the played block paired with it as
+        the echo reference (median of recent blocks): 0 for a duplex stream, where they are
+        handled in the same callback; with separate streams, add it to the lag between the pair
+        to get the round trip from playing a sound to capturing it."""
+        pipe = self._pipe
+        if pipe is None or pipe.duplex or not pipe.ref_offsets:
+            return 0.0
+        return 1000.0 * float(np.median(pipe.ref_offsets))
 
     @property
     def latency_ms(self) -> float:
