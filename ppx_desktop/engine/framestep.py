@@ -102,7 +102,10 @@ class FrameStep:
         if capture == "compile":
             options = {"fullgraph": True, "dynamic": False, **(compile_options or {})}
             self._compiled = torch.compile(self._frame, **options)
-        self._graph = None  # (key, CUDAGraph, static output) for "cuda-graph"
+        # "cuda-graph": (depformer steps, kv limit) -> (CUDAGraph, static output), all captured
+        # on the state buffers in `_graph_buffers`.
+        self._graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self._graph_buffers: tuple[int, int, int] | None = None
 
     # --- states ------------------------------------------------------------------------------
     def init_codec_state(self, batch_size: int = 1) -> CodecState:
@@ -111,7 +114,7 @@ class FrameStep:
 
     # --- the captured part -------------------------------------------------------------------
     def _frame(self, pcm: torch.Tensor, state: GenState, codec: CodecState, depformer_steps: int,
-               rng: torch.Generator | None) -> torch.Tensor:
+               rng: torch.Generator | None, kv_limit: int | None = None) -> torch.Tensor:
         """Tensor-only frame: returns `[1920 + 2]` float32 (PCM, text id, text probability)."""
         s, gen = self.gen.sampling, self.gen
         cache, provided = state.cache, state.provided
@@ -125,7 +128,8 @@ class FrameStep:
         provided[:, 1 + self.n:].scatter_(2, user_cols, True)
         inp = ((off - 1) % self.ct).view(1, 1, 1).expand(B, S, 1)
         tgt = (off % self.ct).view(1, 1, 1).expand(B, S, 1)
-        z, text_logits = self.lm.temporal(self.lm.embed(cache.gather(2, inp)), state.lm, gen.options.exact_window)
+        z, text_logits = self.lm.temporal(self.lm.embed(cache.gather(2, inp)), state.lm, gen.options.exact_window,
+                                          kv_limit)
         text_logits = text_logits[:, 0]
         target, forced = cache.gather(2, tgt)[..., 0], provided.gather(2, tgt)[..., 0]  # [B, S]
         text = sample_token(text_logits, s.use_sampling, s.temp_text, s.top_k_text, rng)
@@ -174,29 +178,37 @@ class FrameStep:
         if np.shape(user_pcm) != (FRAME_SIZE,):
             raise ValueError(f"user_pcm must hold {FRAME_SIZE} samples, got shape {np.shape(user_pcm)}")
 
-    def _run(self, state: GenState, codec: CodecState, steps: int) -> torch.Tensor:
+    def _run(self, state: GenState, codec: CodecState, steps: int, limit: int | None) -> torch.Tensor:
+        # One compiled variant / captured graph per cache part read (GeneratorOptions.kv_buckets).
         if self.capture == "off":
-            return self._frame(self._pcm_dev, state, codec, steps, self.gen.rng)
+            return self._frame(self._pcm_dev, state, codec, steps, self.gen.rng, limit)
         if self.capture == "compile":
-            return self._compiled(self._pcm_dev, state, codec, steps, None)
-        key = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr(), steps)
-        if self._graph is None or self._graph[0] != key:
-            self._graph = (key, *self._capture_graph(state, codec, steps))
-        self._graph[1].replay()
-        return self._graph[2]
+            return self._compiled(self._pcm_dev, state, codec, steps, None, limit)
+        buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr())
+        if self._graph_buffers != buffers:  # other states: graphs captured on the old ones are stale
+            self._graphs.clear()
+            self._graph_buffers = buffers
+        key = (steps, limit)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture_graph(state, codec, steps, limit)
+        graph, out = self._graphs[key]
+        graph.replay()
+        return out
 
-    def _capture_graph(self, state: GenState, codec: CodecState, steps: int):
+    def _capture_graph(self, state: GenState, codec: CodecState, steps: int, limit: int | None):
         """Captures `_frame` on the given states' buffers; the states are left unchanged."""
         g_snap, c_snap = state.snapshot(), codec.snapshot()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             for _ in range(2):  # warm-up off the graph: lazy inits, cuBLAS workspaces
-                self._frame(self._pcm_dev, state, codec, steps, None)
+                self._frame(self._pcm_dev, state, codec, steps, None, limit)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
+        # Each graph keeps its own memory pool: a frame's activations are small (tens of MB), and
+        # shared pools are only safe when graphs replay in the order they were captured.
         with torch.cuda.graph(graph):
-            out = self._frame(self._pcm_dev, state, codec, steps, None)
+            out = self._frame(self._pcm_dev, state, codec, steps, None, limit)
         state.restore(g_snap)
         codec.restore(c_snap)
         return graph, out
@@ -206,7 +218,7 @@ class FrameStep:
         steps = self._depformer_steps(state)
         self._pcm_host.copy_(torch.from_numpy(np.asarray(user_pcm, dtype=np.float32)))
         self._pcm_dev.view(-1).copy_(self._pcm_host, non_blocking=True)  # the frame's one H2D copy
-        packed = self._run(state, codec, steps)
+        packed = self._run(state, codec, steps, self.gen.kv_limit(state))
         self._out_host.copy_(packed, non_blocking=True)  # the frame's one D2H copy
         # Host bookkeeping, mirroring Generator._prepare/_run (no device reads).
         inp = (state.offset - 1) % self.ct
@@ -222,12 +234,17 @@ class FrameStep:
         return FrameResult(host[:FRAME_SIZE].copy(), int(host[FRAME_SIZE]), float(host[FRAME_SIZE + 1]))
 
     def warmup(self, state: GenState, codec: CodecState) -> None:
-        """Compiles or captures before the first real frame; leaves `state` and `codec` unchanged."""
+        """Compiles or captures before the first real frame, also the variants that read more of
+        the cache later on (so none is built mid-conversation); leaves `state` and `codec` unchanged."""
         if self.capture == "off":
             return
+        self._check(state, np.zeros(FRAME_SIZE, dtype=np.float32))
         g_snap, c_snap = state.snapshot(), codec.snapshot()
-        silence = np.zeros(FRAME_SIZE, dtype=np.float32)
-        for _ in range(2):  # the second call checks that nothing recompiles or re-captures
-            self(state, codec, silence)
-        state.restore(g_snap)
-        codec.restore(c_snap)
+        self._pcm_dev.zero_()
+        steps = self._depformer_steps(state)
+        # A larger limit than needed is still exact (the extra slots are empty and masked).
+        for limit in self.gen.kv_limits_ahead(state):
+            for _ in range(2):  # the second call checks that nothing recompiles or re-captures
+                self._run(state, codec, steps, limit)
+                state.restore(g_snap)
+                codec.restore(c_snap)

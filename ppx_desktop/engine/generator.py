@@ -82,6 +82,11 @@ class GeneratorOptions:
     skip_forced_depformer: bool = True  # depformer sub-steps whose stream is forced (user audio)
     skip_forced_frames: bool = True  # text sampling and depformer when every stream is forced
     exact_window: bool = False  # the trained attention window instead of the reference's
+    # Until the temporal ring cache wraps (3000 frames, 4 minutes), attention reads only its
+    # written part, rounded up to one of this many equal parts so that a captured step needs
+    # only a few graphs: at the start of a conversation this skips most of the ~1.6 GB of bf16
+    # keys and values per frame of the released model. 0 reads the whole ring every frame.
+    kv_buckets: int = 4
 
 
 @dataclass
@@ -182,6 +187,28 @@ class Generator:
             pass
         return self._run(state, return_logits, embeddings)
 
+    def kv_limit(self, state: GenState, tokens: int = 1) -> int | None:
+        """How many temporal cache slots the next call on `tokens` frames must read (None: all).
+
+        Host arithmetic only: the temporal pass runs once per model call after the first step of
+        a reset, so it has written `state.offset - 1` keys before this call.
+        """
+        buckets, capacity = self.options.kv_buckets, self.lm.cfg.context
+        written = max(state.offset - 1, 0) + tokens  # offset 0 runs no model call
+        if buckets <= 1 or written >= capacity:
+            return None
+        part = -(-capacity // buckets)
+        limit = -(-written // part) * part
+        return limit if limit < capacity else None
+
+    def kv_limits_ahead(self, state: GenState) -> list[int | None]:
+        """Every `kv_limit` that later frames of this state will use, from the next one on."""
+        first = self.kv_limit(state)
+        if first is None:
+            return [None]
+        capacity, part = self.lm.cfg.context, -(-self.lm.cfg.context // self.options.kv_buckets)
+        return [*range(first, capacity, part), None]
+
     def _run(self, state: GenState, return_logits: bool, embeddings: torch.Tensor | None) -> StepOutput:
         inp, tgt = (state.offset - 1) % self.ct, state.offset % self.ct
         forced = [state.provided_host[k][tgt] for k in range(self.num_streams)]
@@ -195,7 +222,7 @@ class Generator:
             embeddings = self.lm.embed(state.cache[:, :, inp:inp + 1])
         text_logits, audio_logits = self._model_step(
             state, embeddings, state.cache[:, :, tgt], state.provided[:, :, tgt],
-            0 if skip_all else depformer_steps, skip_all,
+            0 if skip_all else depformer_steps, skip_all, self.kv_limit(state),
         )
         state.provided[:, :, inp] = False
         for k in range(self.num_streams):
@@ -211,14 +238,14 @@ class Generator:
         return StepOutput(out, text_logits, audio_logits, embeddings)
 
     def _model_step(self, state: GenState, embeddings: torch.Tensor, target: torch.Tensor,
-                    provided: torch.Tensor, depformer_steps: int, skip_text: bool):
+                    provided: torch.Tensor, depformer_steps: int, skip_text: bool, kv_limit: int | None = None):
         """Temporal pass, text sampling and depformer loop; writes sampled tokens into `target`
         (a view of the cache column) where not provided. Tensor-only: no host syncs.
 
         Returns (text logits `[B, text_card]`, depformer logits `[B, depformer_steps, card]`).
         """
         s = self.sampling
-        z, text_logits = self.lm.temporal(embeddings, state.lm, self.options.exact_window)
+        z, text_logits = self.lm.temporal(embeddings, state.lm, self.options.exact_window, kv_limit)
         text_logits = text_logits[:, 0]
         if skip_text:
             return text_logits, None

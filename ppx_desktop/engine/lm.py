@@ -89,10 +89,12 @@ class LMModel(nn.Module):
             h = h + rows[:, i]
         return h + self.text_emb(tokens[:, 0])
 
-    def temporal(self, h: torch.Tensor, state: TransformerState | None = None,
-                 exact_window: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embedding sum `[B, T, dim]` -> (normalised output z `[B, T, dim]`, text logits `[B, T, text_card]`)."""
-        z = self.out_norm(self.transformer(h, state, exact_window=exact_window))
+    def temporal(self, h: torch.Tensor, state: TransformerState | None = None, exact_window: bool = False,
+                 kv_limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding sum `[B, T, dim]` -> (normalised output z `[B, T, dim]`, text logits `[B, T, text_card]`).
+
+        `kv_limit`: see `Transformer.context` (the generator derives it from its host offset)."""
+        z = self.out_norm(self.transformer(h, state, exact_window=exact_window, kv_limit=kv_limit))
         return z, self.text_linear(z)
 
     def depformer_step(self, n: int, z: torch.Tensor, prev_token: torch.Tensor,

@@ -93,13 +93,15 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, max_pe
     return rotate(q, cos, sin), rotate(k, cos, sin)
 
 
-def ring_positions(end: torch.Tensor, capacity: int, exact_window: bool = False) -> torch.Tensor:
+def ring_positions(end: torch.Tensor, capacity: int, exact_window: bool = False,
+                   num_slots: int | None = None) -> torch.Tensor:
     """Position label of every slot of a ring after `end` keys were written (-1: empty slot).
 
     The reference labels slot `end % capacity`, which holds the oldest key, with position `end`
     (in the future, hence masked); `exact_window` labels it with its true position instead.
+    `num_slots` labels only the first slots (see `kv_limit` in `Transformer.context`).
     """
-    slots = torch.arange(capacity, device=end.device, dtype=torch.long)
+    slots = torch.arange(capacity if num_slots is None else num_slots, device=end.device, dtype=torch.long)
     delta = slots - end % capacity
     if exact_window:
         positions = torch.where(delta < 0, end + delta, end + delta - capacity)
@@ -188,7 +190,10 @@ class StreamingAttention(nn.Module):
             else:
                 k_cache.index_copy_(2, ctx.slots, k)
                 v_cache.index_copy_(2, ctx.slots, v)
-            k, v = k_cache, v_cache
+            if ctx.kv_limit is not None:  # the slots past it are empty: reading them is wasted bandwidth
+                k, v = k_cache[:, :, :ctx.kv_limit], v_cache[:, :, :ctx.kv_limit]
+            else:
+                k, v = k_cache, v_cache
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=ctx.mask)  # [B, H, T, Dh]
         out = out.transpose(1, 2).reshape(B, T, self.dim)
         return self._project_out(out, step)
@@ -202,6 +207,7 @@ class StepContext(tp.NamedTuple):
     rope: tuple[torch.Tensor, torch.Tensor] | None  # rotary tables [T, Dh/2, 2] (`rope_tables`)
     slots: torch.Tensor | None  # [T] cache slots of the new tokens (device-side positions)
     static_slot: int | None  # first cache slot when positions are known on the host
+    kv_limit: int | None = None  # attend to the first kv_limit cache slots only (None: all)
 
 
 class TransformerLayer(nn.Module):
@@ -274,8 +280,14 @@ class Transformer(nn.Module):
         )
 
     def context(self, T: int, device, state: TransformerState | None = None, position: int | None = None,
-                exact_window: bool = False, dtype: torch.dtype = torch.float32) -> StepContext:
-        """Positions, mask and RoPE tables of a call on T tokens (see `forward`)."""
+                exact_window: bool = False, dtype: torch.dtype = torch.float32,
+                kv_limit: int | None = None) -> StepContext:
+        """Positions, mask and RoPE tables of a call on T tokens (see `forward`).
+
+        `kv_limit` (ring streaming only): the caller knows on the host that the ring has not
+        wrapped and that at most `kv_limit` keys will be written after this call, so attention
+        reads only those slots; every other slot is empty and would be masked anyway.
+        """
         attn = self.layers[0].self_attn
         static_slot = slots = None
         if state is None:
@@ -292,7 +304,9 @@ class Transformer(nn.Module):
             capacity = state.keys[0].shape[2]
             pos_q = state.offset + torch.arange(T, device=device)  # [T]
             slots = pos_q % capacity
-            pos_k = ring_positions(state.offset + T, capacity, exact_window)
+            if kv_limit is not None and not T <= kv_limit <= capacity:
+                raise ValueError(f"kv_limit {kv_limit} must lie between {T} and the {capacity}-slot cache")
+            pos_k = ring_positions(state.offset + T, capacity, exact_window, kv_limit)
         delta = pos_q.view(-1, 1) - pos_k.view(1, -1)  # [T, S]
         mask = delta >= 0
         if state is not None and position is None:
@@ -310,16 +324,18 @@ class Transformer(nn.Module):
         rope = None
         if attn.rope_max_period is not None:
             rope = rope_tables(pos_q.float(), self.dim // self.num_heads, attn.rope_max_period)
-        return StepContext(mask, rope, slots, static_slot)
+        limit = kv_limit if state is not None and position is None else None
+        return StepContext(mask, rope, slots, static_slot, limit)
 
     def forward(self, x: torch.Tensor, state: TransformerState | None = None, step: int = 0,
-                exact_window: bool = False, position: int | None = None) -> torch.Tensor:
+                exact_window: bool = False, position: int | None = None,
+                kv_limit: int | None = None) -> torch.Tensor:
         """x `[B, T, D]`. Without state: positions 0..T-1, causal, window `context`.
 
         With `state`, streams at the device-side `state.offset` (then advanced); with `position`
         (a host int, the depformer's sub-step), writes slots position.. and leaves the offset alone.
         """
-        ctx = self.context(x.shape[1], x.device, state, position, exact_window, x.dtype)
+        ctx = self.context(x.shape[1], x.device, state, position, exact_window, x.dtype, kv_limit)
         for i, layer in enumerate(self.layers):
             cache = None if state is None else (state.keys[i], state.values[i])
             x = layer(x, cache, ctx, step)

@@ -45,9 +45,20 @@ def prompted(model, sampling, seed=None):
     return gen, state
 
 
-def composition(model, sampling, frames, seed=None):
+def started(model, sampling, seed=None):
+    """Only the start-up frames, no prompts: the frames then cross every part of the ring that
+    attention reads (GeneratorOptions.kv_buckets), and the wrap."""
+    rng = None if seed is None else torch.Generator().manual_seed(seed)
+    gen = Generator(model.lm, sampling, rng=rng)
+    state = gen.init_state(1)
+    while state.offset <= model.config.lm.max_delay:
+        gen.step(state, user=torch.zeros(1, 8, 1, dtype=torch.long))
+    return gen, state
+
+
+def composition(model, sampling, frames, seed=None, start=prompted):
     """What offline.py did before FrameStep: the reference for the frame step."""
-    gen, state = prompted(model, sampling, seed)
+    gen, state = start(model, sampling, seed)
     enc, dec = model.mimi.init_encoder_state(1), model.mimi.init_decoder_state(1)
     pcm, text = [], []
     for frame in frames:
@@ -57,8 +68,8 @@ def composition(model, sampling, frames, seed=None):
     return pcm, text, state
 
 
-def frame_steps(model, sampling, frames, seed=None, **kw):
-    gen, state = prompted(model, sampling, seed)
+def frame_steps(model, sampling, frames, seed=None, start=prompted, **kw):
+    gen, state = start(model, sampling, seed)
     fs = FrameStep(model, gen, **kw)
     codec = fs.init_codec_state()
     fs.warmup(state, codec)
@@ -66,19 +77,21 @@ def frame_steps(model, sampling, frames, seed=None, **kw):
     return [r.pcm for r in results], [r.text_id for r in results], results, state
 
 
-@pytest.mark.parametrize("sampling, seed", [
-    pytest.param(SamplingConfig.greedy(), None, id="greedy"),
-    pytest.param(SamplingConfig(top_k_audio=8, top_k_text=8), 11, id="seeded-sampling"),
+@pytest.mark.parametrize("sampling, seed, start", [
+    pytest.param(SamplingConfig.greedy(), None, prompted, id="greedy"),
+    pytest.param(SamplingConfig(top_k_audio=8, top_k_text=8), 11, prompted, id="seeded-sampling"),
+    pytest.param(SamplingConfig.greedy(), None, started, id="greedy-from-start-up"),
 ])
-def test_eager_frame_step_equals_composition(model, user_frames, sampling, seed):
-    pcm_ref, text_ref, state_ref = composition(model, sampling, user_frames, seed)
-    pcm, text, results, state = frame_steps(model, sampling, user_frames, seed, capture="off")
+def test_eager_frame_step_equals_composition(model, user_frames, sampling, seed, start):
+    pcm_ref, text_ref, state_ref = composition(model, sampling, user_frames, seed, start)
+    pcm, text, results, state = frame_steps(model, sampling, user_frames, seed, start, capture="off")
     assert text == text_ref
     assert all(np.array_equal(a, b) for a, b in zip(pcm, pcm_ref))
     assert torch.equal(state.cache, state_ref.cache) and torch.equal(state.provided, state_ref.provided)
     assert state.provided_host == state_ref.provided_host and state.offset == state_ref.offset
     assert all(r.pcm.dtype == np.float32 and r.pcm.shape == (FRAME_SIZE,) for r in results)
-    assert results[0].text_prob == 1.0  # the first reported token is the prompt's forced one
+    if start is prompted:
+        assert results[0].text_prob == 1.0  # the first reported token is the prompt's forced one
     assert all(0.0 < r.text_prob <= 1.0 for r in results)
     if not sampling.use_sampling:
         # Greedy picks the most likely token: above uniform over the text vocabulary.
@@ -124,21 +137,27 @@ def _compiled_matches_eager(model, user_frames, compile_options):
 
     torch._dynamo.reset()
     greedy = SamplingConfig.greedy()
-    pcm_ref, text_ref, _, _ = frame_steps(model, greedy, user_frames, capture="off")
+    pcm_ref, text_ref, _, _ = frame_steps(model, greedy, user_frames, start=started, capture="off")
     torch._dynamo.utils.counters.clear()
+    gen, state = started(model, greedy)
+    fs = FrameStep(model, gen, capture="compile", compile_options=compile_options)
+    codec = fs.init_codec_state()
+    variants = len(gen.kv_limits_ahead(state))
+    assert variants == 4  # the frames read the ring in parts of 4, 8, 12 slots, then all of it
+    # warmup() compiles one graph per part (fullgraph: any graph break raises) ...
+    fs.warmup(state, codec)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == variants
+    # ... so that the frames, which cross every part and the wrap, never recompile.
     with torch._dynamo.config.patch(error_on_recompile=True):
-        # warmup() compiles once (fullgraph: any graph break raises); the frames must not recompile.
-        pcm, text, _, _ = frame_steps(model, greedy, user_frames, capture="compile",
-                                      compile_options=compile_options)
-    assert text == text_ref
-    for a, b in zip(pcm, pcm_ref):
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+        results = [fs(state, codec, frame) for frame in user_frames]
+    assert [r.text_id for r in results] == text_ref
+    for r, b in zip(results, pcm_ref):
+        np.testing.assert_allclose(r.pcm, b, atol=1e-5, rtol=0)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == variants
     assert not torch._dynamo.utils.counters["graph_break"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="minutes of tracing on CPU; set PPX_TEST_COMPILE=1")
 def test_frame_step_traces_as_one_graph(model, user_frames):
     # backend="eager": Dynamo captures the whole frame as one graph (fullgraph, no recompiles)
     # without Inductor's code generation, which takes minutes on this CPU.
@@ -146,7 +165,8 @@ def test_frame_step_traces_as_one_graph(model, user_frames):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="slow on CPU; set PPX_TEST_COMPILE=1")
+@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"),
+                    reason="Inductor code generation takes minutes on CPU; set PPX_TEST_COMPILE=1")
 def test_frame_step_compiles_with_inductor(model, user_frames):
     _compiled_matches_eager(model, user_frames, {})
 
@@ -162,8 +182,9 @@ def test_cuda_graph_matches_eager(model, user_frames):
     cuda.lm.load_state_dict(model.lm.state_dict())
     cuda.mimi.eval(), cuda.lm.eval()
     greedy = SamplingConfig.greedy()
-    _, text_ref, results_ref, _ = frame_steps(cuda, greedy, user_frames, capture="off")
-    _, text, results, _ = frame_steps(cuda, greedy, user_frames, capture="cuda-graph")
+    # From the start-up frames, so the frames replay every captured part of the ring.
+    _, text_ref, results_ref, _ = frame_steps(cuda, greedy, user_frames, start=started, capture="off")
+    _, text, results, _ = frame_steps(cuda, greedy, user_frames, start=started, capture="cuda-graph")
     assert text == text_ref
     for a, b in zip(results, results_ref):
         np.testing.assert_allclose(a.pcm, b.pcm, atol=1e-4, rtol=0)

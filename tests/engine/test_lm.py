@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 
 import pytest
 import torch
@@ -147,6 +147,42 @@ def test_seeded_sampling_is_reproducible(tiny_lm):
     assert results[0][:, 1:9].unique().numel() > 1  # sampling, not a constant
 
 
+def test_reading_only_the_written_cache_changes_nothing(tiny_lm):
+    """Attention over the written part of the ring (GeneratorOptions.kv_buckets) equals attention
+    over the whole masked ring, through the prompts and past the point where the ring wraps."""
+    g = load_golden("session_C.safetensors")
+    whole = Generator(tiny_lm, SamplingConfig.greedy(), dataclasses.replace(REFERENCE_WORK, kv_buckets=0))
+    part = Generator(tiny_lm, SamplingConfig.greedy(), REFERENCE_WORK)
+    assert part.options.kv_buckets == 4  # the default: the 16-slot tiny ring is read in parts of 4
+    limits = []
+    kv_limit = part.kv_limit
+    part.kv_limit = lambda state, tokens=1: limits.append(kv_limit(state, tokens)) or limits[-1]
+    for (i, a), (_, b) in zip(replay_session(whole, g), replay_session(part, g)):
+        if i == "after_prompts":
+            continue
+        assert (a is None) == (b is None)
+        if a is None:
+            continue
+        torch.testing.assert_close(b.text_logits, a.text_logits, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(b.audio_logits, a.audio_logits, atol=1e-6, rtol=1e-5)
+        if a.tokens is not None:
+            assert torch.equal(a.tokens, b.tokens), i
+    assert limits[0] == 4 and {4, 8, 12, None} == set(limits)
+    assert limits.index(None) > limits.index(12) and limits[-1] is None  # wrapped: the whole ring
+
+
+def test_kv_limits_ahead(tiny_lm):
+    gen = Generator(tiny_lm, SamplingConfig.greedy())
+    state = gen.init_state(1)
+    assert gen.kv_limits_ahead(state) == [4, 8, 12, None]  # offset 0: nothing written yet
+    state.offset = 9  # 8 keys written, the next call writes the 9th
+    assert gen.kv_limit(state) == 12 and gen.kv_limits_ahead(state) == [12, None]
+    state.offset = 16
+    assert gen.kv_limit(state) is None and gen.kv_limits_ahead(state) == [None]
+    with pytest.raises(ValueError, match="kv_limit"):
+        tiny_lm.transformer.context(1, "cpu", gen.init_state(1).lm, kv_limit=17)
+
+
 def _sampled_generator(lm) -> Generator:
     return Generator(lm, SamplingConfig(top_k_audio=8, top_k_text=8), rng=torch.Generator().manual_seed(0))
 
@@ -173,7 +209,6 @@ def test_frame_step_runs_on_meta(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="slow on CPU; set PPX_TEST_COMPILE=1")
 def test_model_step_compiles_fullgraph(tiny_lm):
     # fullgraph fails on any graph break (a host sync, data-dependent control flow); backend
     # "eager" checks exactly that without paying for code generation.

@@ -7,7 +7,6 @@ reference's KV-ring quirk makes them differ (README "Compare like with like").
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -210,7 +209,6 @@ def test_streaming_steps_run_on_meta(tiny_config):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("PPX_TEST_COMPILE"), reason="slow on CPU; set PPX_TEST_COMPILE=1")
 def test_streaming_steps_compile_fullgraph(mimi, golden):
     # backend="eager": Dynamo traces the whole step as one graph (fullgraph fails on any graph
     # break, e.g. a host sync) without paying for Inductor code generation.
