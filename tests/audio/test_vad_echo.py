@@ -141,12 +141,13 @@ def test_echo_with_handling_off_is_reported(far, near):
 
 
 @pytest.mark.parametrize(
-    ("gain", "mode"),
-    [pytest.param(0.3, "aec3", id="speakers"), pytest.param(0.0, "off", id="headphones")],
+    ("gain", "mode", "duplex"),
+    [pytest.param(0.3, "aec3", True, id="speakers"), pytest.param(0.0, "off", True, id="headphones"),
+     pytest.param(0.3, "aec3", False, id="speakers-separate-streams")],
 )
-def test_echo_self_test_measures_latency_and_level(gain, mode):
+def test_echo_self_test_measures_latency_and_level(gain, mode, duplex):
     delay = 7000
-    sd = FakeSoundDevice(echo_delay=delay, echo_gain=gain)
+    sd = FakeSoundDevice(echo_delay=delay, echo_gain=gain, duplex_ok=duplex)
     # 2x real time: the 2 s capture ring is then 1 s of wall time of slack for the reader (at 8x it
     # was 0.25 s, and the fake clock's catch-up burst after a scheduler stall overflowed it).
     sd.start_clock(speed=2.0)
