@@ -178,6 +178,16 @@ def _run_self_test(app, window) -> int:
             window.bridge.event.disconnect(on_ready)
             talk()
 
+    # Voice detection is not used by a push-to-talk turn: check that its model loads and runs
+    # (a bundle without silero-vad's files would break hands-free mode only).
+    from ..audio.resample import RATE, StreamResampler
+    from ..audio.vad import VAD_RATE, WINDOW, SileroVad
+
+    vad = SileroVad()
+    x = StreamResampler(RATE, VAD_RATE).process(self_test_input())
+    speech = max(vad.prob(x[i:i + WINDOW]) for i in range(0, x.shape[0] - WINDOW + 1, WINDOW))
+    print(f"self-test: voice detection ({vad.backend}) runs, highest speech probability {speech:.2f}")
+
     window.bridge.event.connect(on_event)
     window.bridge.event.connect(on_ready)
     QTimer.singleShot(SELF_TEST_TIMEOUT_S * 1000, lambda: (print("self-test: timed out", file=sys.stderr),
