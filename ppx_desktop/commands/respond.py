@@ -14,6 +14,18 @@ from pathlib import Path
 from .offline import DEFAULT_PROMPT
 
 
+def _layers(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of layers or 'auto', got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("the number of layers cannot be negative")
+    return n
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-dir", type=Path, default=None,
                    help="model directory (default: the model downloaded with `ppx-desktop download`)")
@@ -31,6 +43,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    p.add_argument("--quant", choices=["none", "int8", "fp8"], default="none",
+                   help="weight-only quantisation of the LM's linear layers (int8: about half the memory)")
+    p.add_argument("--offload-layers", type=_layers, default=0, metavar="N|auto",
+                   help="keep N of the LM's layers in host memory and stream them to the GPU every frame "
+                        "(slower; for GPUs too small even for int8); auto: as many as needed")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="LM weights: default bfloat16 on cuda, float32 on cpu")
 
@@ -68,7 +85,11 @@ def run(args: argparse.Namespace) -> int:
         if out is not None and not out.parent.is_dir():
             raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     turns = [read_audio(path) for path in args.input_wav]  # bad inputs fail before the model loads
-    model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype)
+    model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype, quant=args.quant,
+                       offload_layers=args.offload_layers)
+    streamer = getattr(model.lm, "streamer", None)
+    if streamer is not None:
+        print(streamer.plan.summary())
     sampling = SamplingConfig.greedy() if args.greedy else SamplingConfig()
     conv = Conversation(model, sampling=sampling, seed=args.seed, cache=PromptStateCache(state_cache_dir()))
     answers, report = [], []

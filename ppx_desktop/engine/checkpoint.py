@@ -120,7 +120,7 @@ def check_plan(path: Path, plan: Plan, model_shapes: dict[str, tuple[int, ...]],
 def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None, plan_fn: tp.Callable[..., Plan] = direct_plan,
                  convert: tp.Callable[[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
-                 target: nn.Module | None = None) -> None:
+                 target: nn.Module | None = None, on_host: tp.Callable[[str], bool] | None = None) -> None:
     """Loads `path` into `module` (typically built on the meta device), strictly.
 
     Every tensor is read from the memory-mapped file on its own, cast to `dtype` (floating point
@@ -130,6 +130,9 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
     With `convert(key, tensor_on_device) -> {key: tensor}` (quantisation), each tensor is moved to
     the device in its file dtype and converted there, and the results are assigned to `target`
     (the converted module; `module` still describes the checkpoint's keys and shapes).
+
+    Keys for which `on_host(key)` is true stay in host memory (layers streamed to the GPU, see
+    offload.py), so the GPU never has to hold them.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -139,7 +142,7 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
     model_shapes = {k: tuple(v.shape) for k, v in model_sd.items()}
     plan = plan_fn(model_shapes, infos)
     check_plan(path, plan, model_shapes, infos)
-    device = torch.device(device)
+    device, host = torch.device(device), torch.device("cpu")
     loaded: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -149,11 +152,12 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
                     t = transform(t)
                     if tuple(t.shape) != model_shapes[key]:
                         raise CheckpointError(f"{path}: {src} cannot be adapted to {key} {list(model_shapes[key])}")
+                where = host if on_host is not None and on_host(key) else device
                 if convert is not None:
-                    loaded.update(convert(key, t.to(device=device)))
+                    loaded.update(convert(key, t.to(device=where)))
                     continue
                 target_dtype = dtype if dtype is not None and t.is_floating_point() else model_sd[key].dtype
-                loaded[key] = t.to(device=device, dtype=target_dtype)
+                loaded[key] = t.to(device=where, dtype=target_dtype)
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: damaged weights file ({exc}); download it again") from exc
     # Modules rebuild derived buffers (Mimi's codebook centroids) in load_state_dict post-hooks.

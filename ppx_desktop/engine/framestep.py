@@ -82,8 +82,11 @@ class FrameStep:
             raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
         self.mimi, self.gen, self.lm = model.mimi, gen, gen.lm
         self.device = gen.device
+        streamed = getattr(self.lm, "streamer", None) is not None  # layers stream from host memory
         if capture == "auto":
-            capture = "cuda-graph" if self.device.type == "cuda" else "off"
+            capture = "cuda-graph" if self.device.type == "cuda" and not streamed else "off"
+        if streamed and capture != "off":
+            raise ValueError("a model with layers in host memory runs eagerly: use capture='off'")
         if capture == "cuda-graph" and self.device.type != "cuda":
             raise ValueError("capture='cuda-graph' needs a CUDA device; use 'compile' or 'off'")
         self.capture = capture

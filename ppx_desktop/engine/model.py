@@ -15,6 +15,7 @@ from .checkpoint import lm_plan, load_weights
 from .config import LM_WEIGHTS, MIMI_WEIGHTS, PPX_CONFIG, TEXT_TOKENIZER, VOICES_DIR, ModelConfig, load_model_config
 from .lm import LMModel
 from .mimi import Mimi
+from .offload import LayerStreamer, OffloadPlan, plan_offload
 from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -94,28 +95,49 @@ class LoadedModel:
         return load_voice_audio(path)
 
 
-def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str) -> None:
-    """Raises ModelError if the GPU's free memory is below the estimate, naming a precision that fits."""
-    from .quant import estimate_memory, fitting_precisions
+def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str,
+                        offload: OffloadPlan | None = None) -> None:
+    """Raises ModelError if the GPU's free memory is below the estimate, naming a precision that fits,
+    or else how many layers to keep in host memory."""
+    from .quant import estimate_memory
 
     if device.type != "cuda":
         return
     free, _total = torch.cuda.mem_get_info(device)
     need = estimate_memory(config, dtype, quant)
+    if offload is not None and offload.layers:  # those layers stay on the host; two staging sets do not
+        need -= (len(offload.layers) - min(2, len(offload.layers))) * offload.layer_bytes
     if need <= free:
         return
+    raise ModelError(memory_advice(config, device, dtype, quant, need, free))
+
+
+def memory_advice(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str, need: int,
+                  free: int) -> str:
+    """What to say when `need` bytes do not fit in `free`: a precision that fits, else offloading."""
+    from .quant import fitting_precisions
+
     chosen = quant if quant != "none" else str(dtype).removeprefix("torch.")
+    head = f"{chosen} needs about {need / 2**30:.1f} GiB of GPU memory but only {free / 2**30:.1f} GiB is free"
     fits = fitting_precisions(config, free, device)
-    hint = (f"use {' or '.join(fits)} (--quant {'none' if fits[0] == 'bfloat16' else fits[0]})" if fits else
-            "no precision fits: free GPU memory (close other programs) or use a larger GPU")
-    raise ModelError(f"{chosen} needs about {need / 2**30:.1f} GiB of GPU memory but only {free / 2**30:.1f} GiB "
-                     f"is free: {hint}")
+    if fits:
+        return f"{head}: use {' or '.join(fits)} (--quant {'none' if fits[0] == 'bfloat16' else fits[0]})"
+    try:
+        plan = plan_offload(config, free, torch.bfloat16, "int8")
+    except ValueError:
+        return f"{head}: no precision fits, even with layers in host memory: use a GPU with more memory"
+    return (f"{head}, and no precision fits entirely. Close other programs using the GPU, or keep layers in "
+            f"host memory: --quant int8 --offload-layers {len(plan.layers)}. {plan.summary()}")
 
 
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
-               *, quant: str = "none", check_memory: bool = True) -> LoadedModel:
+               *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0) -> LoadedModel:
     """Loads a model directory; `quant` ("none", "int8", "fp8") quantises the LM's linear layers
-    tensor by tensor while loading (the full-precision LM never exists on the device)."""
+    tensor by tensor while loading (the full-precision LM never exists on the device).
+
+    `offload_layers` temporal layers stay in host memory and stream to the GPU every frame
+    (offload.py; turn-based only); None: as many as the GPU's free memory requires (maybe none).
+    """
     from ..assets.tokenizer import TextTokenizer
     from .quant import QuantError, check_quant, convert_for_quant, quantizing_converter
 
@@ -133,8 +155,16 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
         check_quant(quant, dev)
     except QuantError as exc:
         raise ModelError(str(exc)) from exc
+    plan = None
+    if offload_layers != 0 and dev.type == "cuda":
+        try:
+            plan = plan_offload(config, torch.cuda.mem_get_info(dev)[0], lm_dtype, quant, layers=offload_layers)
+        except ValueError as exc:
+            raise ModelError(str(exc)) from exc
+    elif offload_layers:
+        raise ModelError("--offload-layers keeps layers in host memory for a GPU: it needs --device cuda")
     if check_memory:
-        check_device_memory(config, dev, lm_dtype, quant)
+        check_device_memory(config, dev, lm_dtype, quant, plan)
     tokenizer = TextTokenizer.load(model_dir / TEXT_TOKENIZER)
     if tokenizer.vocab_size != config.lm.text_card:
         raise ModelError(f"{model_dir / TEXT_TOKENIZER} has {tokenizer.vocab_size} pieces but the model expects "
@@ -143,12 +173,15 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     mimi = Mimi(config.mimi, device="meta")
     load_weights(mimi, model_dir / MIMI_WEIGHTS, device=dev, dtype=torch.float32)  # Mimi always runs in fp32
     lm = LMModel(config.lm, device="meta", dtype=lm_dtype)
+    on_host = plan.keeps_on_host if plan is not None and plan.layers else None
     if quant == "none":
-        load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan)
+        load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan, on_host=on_host)
     else:
         qlm = LMModel(config.lm, device="meta", dtype=lm_dtype)
         keys = convert_for_quant(qlm, quant)
         load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan,
-                     convert=quantizing_converter(keys, quant, lm_dtype), target=qlm)
+                     convert=quantizing_converter(keys, quant, lm_dtype), target=qlm, on_host=on_host)
         lm = qlm
+    if on_host is not None:
+        LayerStreamer(lm, plan, dev)
     return LoadedModel(config, mimi.eval(), lm.eval(), tokenizer, model_dir, dev, lm_dtype)

@@ -25,6 +25,7 @@ class LoadModel:
     device: str | None = None
     dtype: str | None = None
     quant: str | None = None
+    offload_layers: int | None = 0  # temporal layers kept in host memory (None: as the GPU needs)
 
 
 @dataclass(frozen=True)

@@ -176,8 +176,8 @@ class InferenceWorker:
         else:
             model_dir = _downloaded_model_dir()
         self._emit(ev.Progress("load", 0, 1))
-        model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, **({"quant": cmd.quant} if cmd.quant
-                                                                              else {}))
+        model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, offload_layers=cmd.offload_layers,
+                           **({"quant": cmd.quant} if cmd.quant else {}))
         self._emit(ev.Progress("load", 1, 1))
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
@@ -235,6 +235,11 @@ class InferenceWorker:
 
     def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
         conv = self._require_conversation()
+        streamer = getattr(conv.model.lm, "streamer", None)
+        if streamer is not None:
+            raise _UserFacing("input", "live duplex needs the whole model on the GPU, but "
+                                       f"{len(streamer.plan.layers)} layers stream from host memory every frame "
+                                       "(too slow for real time): use push-to-talk or hands-free turns")
         cancelled = _Cancelled(self, seq)
         self.input.clear()
         self._emit(ev.TurnStarted(cmd.turn_id, "duplex"))

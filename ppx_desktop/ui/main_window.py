@@ -187,7 +187,8 @@ class MainWindow(QMainWindow):
         self.bridge.start()
         self.bridge.load_model(model_dir=model_dir, demo=demo, device=None if s.device == "auto" else s.device,
                                dtype=None if s.dtype == "auto" else s.dtype,
-                               quant=None if s.quant == "none" else s.quant)
+                               quant=None if s.quant == "none" else s.quant,
+                               offload_layers=None if s.offload == "auto" else 0)
 
     def start_conversation(self) -> None:
         s = self.settings

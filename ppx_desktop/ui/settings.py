@@ -22,6 +22,7 @@ ECHO_MODES = ("aec3", "duck", "off")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float32")
 QUANTS = ("none", "int8")
+OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75
 
@@ -48,6 +49,7 @@ class Key(str, enum.Enum):
     DEVICE = "engine/device"
     DTYPE = "engine/dtype"
     QUANT = "engine/quant"
+    OFFLOAD = "engine/offload"
     MODEL_DIR = "engine/model_dir"
     GEOMETRY = "window/geometry"
 
@@ -73,6 +75,7 @@ class AppSettings:
     device: str = "auto"
     dtype: str = "auto"
     quant: str = "none"
+    offload: str = "off"  # "auto": layers the GPU cannot hold stream from host memory (turn-based only)
     model_dir: str = ""
     geometry: bytes = b""
 
@@ -143,6 +146,7 @@ _FIELDS = {
     "device": (Key.DEVICE, _choice(DEVICES)),
     "dtype": (Key.DTYPE, _choice(DTYPES)),
     "quant": (Key.QUANT, _choice(QUANTS)),
+    "offload": (Key.OFFLOAD, _choice(OFFLOADS)),
     "model_dir": (Key.MODEL_DIR, str),
     "geometry": (Key.GEOMETRY, _bytes),
 }

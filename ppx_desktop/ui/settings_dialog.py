@@ -111,6 +111,10 @@ class SettingsDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Precision", self.dtype)
         form.addRow("Quantisation", self.quant)
+        self.offload = _combo("offload", [("off", "whole model on the GPU"),
+                                          ("auto", "layers that do not fit stream from host memory (slow; "
+                                                   "turn-based only)")], settings.offload)
+        form.addRow("Small GPU", self.offload)
         layout.addWidget(engine)
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -142,7 +146,7 @@ class SettingsDialog(QDialog):
         keep = {f: getattr(self._base, f) for f in ("mode", "voice", "prompt_preset", "prompt_text", "max_steps",
                                                      "early_stop", "model_dir", "geometry")}
         fresh = SettingsDialog(AppSettings(**keep))
-        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant"):
+        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant", "offload"):
             getattr(self, name).setCurrentIndex(getattr(fresh, name).currentIndex())
         for name in ("vad_threshold", "end_silence", "temp_text", "top_k_text", "temp_audio", "top_k_audio", "seed"):
             getattr(self, name).setValue(getattr(fresh, name).value())
@@ -158,6 +162,7 @@ class SettingsDialog(QDialog):
             top_k_text=self.top_k_text.value(), temp_audio=self.temp_audio.value(),
             top_k_audio=self.top_k_audio.value(), seed=-1 if self.random_seed.isChecked() else self.seed.value(),
             device=self.device.currentData(), dtype=self.dtype.currentData(), quant=self.quant.currentData(),
+            offload=self.offload.currentData(),
         )
 
 

@@ -123,6 +123,21 @@ def test_shutdown_during_a_turn_returns_within_one_step(worker):
     assert worker.rec.events[-1] == ev.Status("stopped")
 
 
+def test_duplex_is_refused_with_layers_in_host_memory(worker):
+    from ppx_desktop.engine.offload import LayerStreamer, OffloadPlan
+
+    model = worker.model  # idle between commands: safe to change from here
+    LayerStreamer(model.lm, OffloadPlan((1,), 0), model.device)
+    worker.submit(ev.StartDuplex(turn_id=9))
+    error = worker.rec.wait_for(ev.ErrorEvent)
+    assert error.kind == "input" and "live duplex needs the whole model on the GPU" in error.message
+    assert "push-to-talk" in error.message
+    # Turn-based still works, layer by layer from host memory.
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=3, early_stop=False, turn_id=10))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 10).steps == 3
+    assert model.lm.streamer.copies > 0
+
+
 def test_duplex_runs_bounded_and_stops(worker):
     worker.submit(ev.StartDuplex(turn_id=3))
     worker.rec.wait_for(ev.TurnStarted, where=lambda e: e.mode == "duplex")

@@ -14,7 +14,8 @@ def test_defaults_when_empty(store):
 def test_round_trip(tmp_path):
     path = str(tmp_path / "s.ini")
     s = AppSettings(mode="duplex", voice="VARM1", max_steps=300, early_stop=False, echo="off", seed=42,
-                    vad_end_silence_s=0.8, temp_audio=0.6, device="cpu", geometry=b"\x01\x02")
+                    vad_end_silence_s=0.8, temp_audio=0.6, device="cpu", offload="auto",
+                    geometry=b"\x01\x02")
     save_settings(s, QSettings(path, QSettings.Format.IniFormat))
     # A new QSettings object on the same file is what the next run of the app sees.
     assert load_settings(QSettings(path, QSettings.Format.IniFormat)) == s
