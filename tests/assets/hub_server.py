@@ -219,9 +219,11 @@ def _handler(hub: FakeHub, role: str):
             if drop is not None and start < drop:
                 part = part[: drop - start]
                 self.close_connection = True
-            self.wfile.write(part)
-            self.wfile.flush()
+            # Counted before sending: the client can finish reading (and the test look at the
+            # count) before this thread runs again.
             with hub.lock:
                 hub.served[name] = hub.served.get(name, 0) + len(part)
+            self.wfile.write(part)
+            self.wfile.flush()
 
     return Handler

@@ -20,9 +20,10 @@ from ppx_desktop.audio.files import read_audio
 
 DATA = Path(__file__).parent / "data"
 
-# One worker runs the whole tier, one test at a time (they share the server). The `pulse`
-# fixture skips the tier, saying why, on a machine too loaded to capture audio in real time.
-pytestmark = [pytest.mark.xdist_group("pulseaudio"), pytest.mark.slow]
+# One worker runs the whole tier (they share the server), each test while no other test runs
+# (`exclusive`). The `pulse` fixture skips the tier, saying why, on a machine too loaded to
+# capture audio in real time.
+pytestmark = [pytest.mark.xdist_group("pulseaudio"), pytest.mark.slow, pytest.mark.exclusive]
 
 
 def _frames(io: AudioIO, n: int) -> list:
