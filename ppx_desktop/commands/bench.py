@@ -56,7 +56,26 @@ def _build(args, device, dtype):
     from ..engine.config import ModelConfig
 
     config = {"tiny": tiny_config, "small": small_config, "full": ModelConfig}[args.config or "small"]()
+    if device.type == "cpu":
+        _check_host_memory(config, dtype, args.quant)
     return random_model(config, device, dtype, args.quant)
+
+
+def _check_host_memory(config, dtype, quant: str) -> None:
+    """On the CPU the model lives in RAM: refuse up front rather than be killed for lack of memory."""
+    import os
+
+    from ..engine.quant import estimate_memory
+
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on Linux: no cheap reading, go ahead
+        return
+    need = estimate_memory(config, dtype, quant)
+    if need > available:
+        raise ValueError(f"this model needs about {need / 2**30:.1f} GiB of RAM in {str(dtype).removeprefix('torch.')}"
+                         f"{'' if quant == 'none' else ' with ' + quant} weights but {available / 2**30:.1f} GiB is "
+                         "free: use --dtype bfloat16 (half of float32) or --quant int8, or a smaller --config")
 
 
 def measure(args) -> dict:

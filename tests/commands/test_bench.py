@@ -27,3 +27,15 @@ def test_bench_table_int8(capsys):
 def test_bench_fp8_on_cpu_is_a_clear_error(capsys):
     assert main(["bench", "--config", "tiny", "--device", "cpu", "--quant", "fp8"]) == 1
     assert "compute capability 8.9" in capsys.readouterr().err
+
+
+def test_bench_full_refuses_what_ram_cannot_hold(capsys, monkeypatch):
+    import os
+
+    real = os.sysconf
+    # 16 GiB free: float32 (35 GiB) is refused before anything is built; the advice names bf16/int8.
+    monkeypatch.setattr(os, "sysconf", lambda name: 4096 if name == "SC_PAGE_SIZE" else
+                        (4 * 2**20 if name == "SC_AVPHYS_PAGES" else real(name)))
+    assert main(["bench", "--config", "full", "--device", "cpu", "--dtype", "float32"]) == 1
+    err = capsys.readouterr().err
+    assert "needs about 35" in err and "16.0 GiB is free" in err and "--dtype bfloat16" in err
