@@ -96,6 +96,7 @@ class ModelLoaded:
     dtype: str
     voices: tuple[str, ...]
     demo: bool
+    offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,10 @@ class InferenceWorker:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
+        streamer = getattr(model.lm, "streamer", None)
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
-                                  tuple(model.available_voices()), cmd.demo))
+                                  tuple(model.available_voices()), cmd.demo,
+                                  len(streamer.plan.layers) if streamer is not None else 0))
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:

@@ -313,6 +313,13 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device} ({event.dtype})"
                                          + (" — tiny demo model" if event.demo else ""))
             self.voices.set_voices(list_voices(self.model_dir), self.settings.voice)
+            streamed = event.offloaded_layers
+            self.modes.set_available("duplex", not streamed,
+                                     f"{streamed} of the model's layers stream from host memory every frame "
+                                     "(GPU too small), too slow for real time")
+            if streamed:
+                self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device}, {streamed} layers in "
+                                             "host memory: turn-based modes only")
             self.show_error("")
             self.start_conversation()
         elif isinstance(event, ev.ConversationReady):

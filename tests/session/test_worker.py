@@ -183,7 +183,7 @@ def test_errors_are_events_and_the_thread_survives(tiny_model_dir, tmp_path):
         assert err.kind == "model" and "not found" in err.message
         w.submit(ev.LoadModel(model_dir=tiny_model_dir, device="cpu"))
         loaded = rec.wait_for(ev.ModelLoaded)
-        assert set(loaded.voices) >= {"NATF0", "NATM0"}
+        assert set(loaded.voices) >= {"NATF0", "NATM0"} and loaded.offloaded_layers == 0
         w.submit(ev.StartConversation("NOBODY"))
         err = rec.wait_for(ev.ErrorEvent)
         assert err.kind == "input" and "NATF0" in err.message  # lists the voices there are

@@ -72,6 +72,13 @@ def test_mode_selector(qtbot):
         qtbot.mouseClick(widget.buttons["duplex"], Qt.MouseButton.LeftButton)
     assert blocker.args == ["duplex"] and widget.mode() == "duplex"
     assert not widget.buttons["ptt"].isChecked()
+    # A model with layers in host memory cannot run live: the mode goes, saying why.
+    with qtbot.waitSignal(widget.mode_changed) as blocker:
+        widget.set_available("duplex", False, "too slow for real time")
+    assert blocker.args == ["ptt"] and not widget.buttons["duplex"].isEnabled()
+    assert "not available: too slow for real time" in widget.buttons["duplex"].toolTip()
+    widget.set_available("duplex", True)
+    assert widget.buttons["duplex"].isEnabled() and "Ctrl+3" in widget.buttons["duplex"].toolTip()
 
 
 def test_meters_warn_only_after_sustained_slowness(qtbot):

@@ -41,3 +41,13 @@ class ModeSelector(QWidget):
     def set_mode(self, mode: str) -> None:
         """Selects `mode` (emits mode_changed when it changes)."""
         self.buttons[mode].setChecked(True)
+
+    def set_available(self, mode: str, available: bool, why: str = "") -> None:
+        """Enables or disables a mode, saying why in its tooltip; a disabled current mode falls back
+        to push to talk."""
+        button = self.buttons[mode]
+        label, shortcut, tip = MODE_LABELS[mode]
+        button.setEnabled(available)
+        button.setToolTip(f"{tip} ({shortcut})" if available else f"{label} is not available: {why}")
+        if not available and button.isChecked():
+            self.set_mode("ptt")
