@@ -37,15 +37,6 @@ def _stats(times: list[float]) -> dict:
     return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
 
 
-def _device_bandwidth(device) -> float | None:
-    """Peak DRAM bandwidth in bytes/s from the device properties (None if unknown)."""
-    import torch
-
-    props = torch.cuda.get_device_properties(device)
-    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
-    return 2 * clock_khz * 1000 * bus_bits / 8 if clock_khz and bus_bits else None
-
-
 def _build(args, device, dtype):
     from ..engine.model import load_model
     from ..engine.opcount import random_model, small_config
@@ -161,7 +152,9 @@ def measure(args) -> dict:
     }
     if cuda:
         achieved = read / (frame["median_ms"] / 1000)
-        peak = _device_bandwidth(device)
+        from ..engine.model import device_bandwidth
+
+        peak = device_bandwidth(device)
         result["bandwidth_gb_s"] = achieved / 1e9
         result["bandwidth_fraction"] = achieved / peak if peak else None
     return result

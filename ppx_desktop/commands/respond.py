@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    p.add_argument("--quant", choices=["none", "int8", "fp8"], default="none",
-                   help="weight-only quantisation of the LM's linear layers (int8: about half the memory)")
+    p.add_argument("--quant", choices=["auto", "none", "int8", "fp8"], default="none",
+                   help="weight-only quantisation of the LM's linear layers (int8: about half the memory; "
+                        "auto: int8 only if the GPU cannot hold the model otherwise)")
     p.add_argument("--offload-layers", type=_layers, default=0, metavar="N|auto",
                    help="keep N of the LM's layers in host memory and stream them to the GPU every frame "
                         "(slower; for GPUs too small even for int8); auto: as many as needed")

@@ -63,6 +63,7 @@ class LoadedModel:
     model_dir: Path
     device: torch.device
     dtype: torch.dtype
+    quant: str = "none"
 
     @property
     def voices_dir(self) -> Path:
@@ -130,10 +131,39 @@ def memory_advice(config: ModelConfig, device: torch.device, dtype: torch.dtype,
             f"host memory: --quant int8 --offload-layers {len(plan.layers)}. {plan.summary()}")
 
 
+# Share of the peak memory bandwidth a decoder step achieves in practice (60-70 % is typical);
+# below what the model's bytes per frame need at that share, a frame cannot keep 80 ms.
+ACHIEVED_BANDWIDTH = 0.6
+
+
+def device_bandwidth(device: torch.device) -> float | None:
+    """Peak DRAM bandwidth of a CUDA device in bytes/s from its properties (None if unknown)."""
+    props = torch.cuda.get_device_properties(device)
+    clock_khz, bus_bits = getattr(props, "memory_clock_rate", 0), getattr(props, "memory_bus_width", 0)
+    return 2 * clock_khz * 1000 * bus_bits / 8 if clock_khz and bus_bits else None
+
+
+def choose_quant(config: ModelConfig, dtype: torch.dtype, free_bytes: int, bandwidth: float | None = None) -> str:
+    """`quant="auto"` on a GPU: the model's own precision if it fits in `free_bytes` and, with the
+    device's peak `bandwidth` known, can be read within a frame; else int8 (half the bytes; when it
+    does not fit either, offloading can complete it)."""
+    from .config import FRAME_RATE
+    from .quant import estimate_memory
+
+    parts = estimate_memory(config, dtype, "none", parts=True)
+    if parts["total"] > free_bytes:
+        return "int8"
+    per_frame = parts["weights"] + parts["kv_cache"]
+    if bandwidth is not None and per_frame * FRAME_RATE > ACHIEVED_BANDWIDTH * bandwidth:
+        return "int8"  # fits, but too slow for live conversation (a DGX Spark in bfloat16)
+    return "none"
+
+
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
                *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0) -> LoadedModel:
     """Loads a model directory; `quant` ("none", "int8", "fp8") quantises the LM's linear layers
-    tensor by tensor while loading (the full-precision LM never exists on the device).
+    tensor by tensor while loading (the full-precision LM never exists on the device); "auto"
+    picks the best that fits the GPU's free memory (`choose_quant`), "none" on the CPU.
 
     `offload_layers` temporal layers stay in host memory and stream to the GPU every frame
     (offload.py; turn-based only); None: as many as the GPU's free memory requires (maybe none).
@@ -151,6 +181,9 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     config = load_model_config(model_dir)
     dev = resolve_device(device)
     lm_dtype = resolve_dtype(dtype, dev)
+    if quant == "auto":
+        quant = "none" if dev.type != "cuda" else choose_quant(config, lm_dtype, torch.cuda.mem_get_info(dev)[0],
+                                                               device_bandwidth(dev))
     try:
         check_quant(quant, dev)
     except QuantError as exc:
@@ -184,4 +217,4 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
         lm = qlm
     if on_host is not None:
         LayerStreamer(lm, plan, dev)
-    return LoadedModel(config, mimi.eval(), lm.eval(), tokenizer, model_dir, dev, lm_dtype)
+    return LoadedModel(config, mimi.eval(), lm.eval(), tokenizer, model_dir, dev, lm_dtype, quant)

@@ -97,6 +97,7 @@ class ModelLoaded:
     voices: tuple[str, ...]
     demo: bool
     offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
+    quant: str = "none"  # the LM's linear layers: "none", "int8" or "fp8"
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ class InferenceWorker:
         streamer = getattr(model.lm, "streamer", None)
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
                                   tuple(model.available_voices()), cmd.demo,
-                                  len(streamer.plan.layers) if streamer is not None else 0))
+                                  len(streamer.plan.layers) if streamer is not None else 0, model.quant))
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:

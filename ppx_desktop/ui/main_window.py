@@ -310,7 +310,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{what}… {100 * event.done // max(1, event.total)} %")
         elif isinstance(event, ev.ModelLoaded):
             self.model_dir = Path(event.model_dir)
-            self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device} ({event.dtype})"
+            weights = event.dtype + ("" if event.quant == "none" else f", {event.quant} weights")
+            self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device} ({weights})"
                                          + (" — tiny demo model" if event.demo else ""))
             self.voices.set_voices(list_voices(self.model_dir), self.settings.voice)
             streamed = event.offloaded_layers

@@ -21,7 +21,7 @@ MODES = ("ptt", "handsfree", "duplex")
 ECHO_MODES = ("aec3", "duck", "off")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float32")
-QUANTS = ("none", "int8")
+QUANTS = ("auto", "none", "int8")
 OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75
@@ -74,8 +74,8 @@ class AppSettings:
     seed: int = -1  # -1 = a new random seed per conversation
     device: str = "auto"
     dtype: str = "auto"
-    quant: str = "none"
-    offload: str = "off"  # "auto": layers the GPU cannot hold stream from host memory (turn-based only)
+    quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_precision)
+    offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
     model_dir: str = ""
     geometry: bytes = b""
 

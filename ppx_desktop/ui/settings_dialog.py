@@ -107,7 +107,9 @@ class SettingsDialog(QDialog):
         form = QFormLayout(engine)
         self.device = _combo("device", [(d, d) for d in DEVICES], settings.device)
         self.dtype = _combo("dtype", [(d, d) for d in DTYPES], settings.dtype)
-        self.quant = _combo("quant", [(q, q) for q in QUANTS], settings.quant)
+        labels = {"auto": "automatic (the best that fits the GPU)", "none": "none (the precision above)",
+                  "int8": "int8 weights (half the memory)"}
+        self.quant = _combo("quant", [(q, labels.get(q, q)) for q in QUANTS], settings.quant)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.dtype)
         form.addRow("Quantisation", self.quant)

@@ -114,3 +114,20 @@ def test_streamed_layers_on_the_gpu_with_prefetch(tiny_config):
     for (t_ref, a_ref), (t, a) in zip(ref, got):
         torch.testing.assert_close(t, t_ref, atol=0, rtol=0)
         torch.testing.assert_close(a, a_ref, atol=0, rtol=0)
+
+
+def test_automatic_precision():
+    from ppx_desktop.engine.model import choose_quant
+
+    config = ModelConfig()
+    assert choose_quant(config, torch.bfloat16, 24 * GiB) == "none"
+    assert choose_quant(config, torch.bfloat16, 14 * GiB) == "int8"
+    assert choose_quant(config, torch.bfloat16, 8 * GiB) == "int8"  # offloading completes it
+    # Memory is not all: bfloat16 fits a DGX Spark (273 GB/s) but cannot be read in 80 ms there.
+    assert choose_quant(config, torch.bfloat16, 100 * GiB, bandwidth=273e9) == "int8"
+    assert choose_quant(config, torch.bfloat16, 24 * GiB, bandwidth=1008e9) == "none"  # RTX 4090
+
+
+def test_automatic_precision_on_the_cpu_is_the_models_own(tiny_model_dir):
+    model = load_model(tiny_model_dir, device="cpu", quant="auto")
+    assert model.quant == "none" and model.dtype == torch.float32
