@@ -15,9 +15,9 @@ from pathlib import Path
 from ..assets.hub import DEFAULT_REPO
 
 FRAME_MS = 80.0
-NEED_BF16_GB = 20.0
-NEED_INT8_GB = 11.0
-BYTES_PER_FRAME_GB = 16.66  # bf16 weights read per frame + KV cache + one codec (8 depformer sub-steps)
+# Bytes read per frame: weights (the depformer reads 8 of its 16 steps' weights) plus the KV cache;
+# int8 halves the linear layers, embeddings and the cache stay in bfloat16.
+BYTES_PER_FRAME_GB = {"bfloat16": 16.66, "int8": 9.3}
 EFFICIENCY = 0.6  # achieved fraction of peak bandwidth for batch-1 decoding in PyTorch
 # Peak memory bandwidth in GB/s of GPUs people ask about (vendor figures), matched by name.
 BANDWIDTH = {
@@ -56,26 +56,54 @@ def bandwidth_of(name: str) -> float | None:
     return None
 
 
+def memory_needs() -> dict[str, int]:
+    """GPU bytes the released model needs per precision (engine/quant.py estimate_memory)."""
+    import torch
+
+    from ..engine.config import ModelConfig
+    from ..engine.quant import estimate_memory
+
+    config = ModelConfig()
+    return {"bfloat16": estimate_memory(config, torch.bfloat16, "none"),
+            "int8": estimate_memory(config, torch.bfloat16, "int8")}
+
+
 def verdict(gpu: GpuInfo | None, why: str) -> tuple[bool, list[str]]:
+    needs = memory_needs()
+    need_line = (f"GPU memory needed: bfloat16 about {needs['bfloat16'] / 1e9:.1f} GB, int8 weights about "
+                 f"{needs['int8'] / 1e9:.1f} GB (fp8 the same, on Ada or newer GPUs); with less, layers stay in "
+                 "host memory and only turn-based modes run")
     if gpu is None:
-        return False, [f"GPU: none ({why}). The model is far slower than real time on a CPU."]
-    lines = [f"GPU: {gpu.name}, {gpu.free / 1e9:.1f} GB free of {gpu.total / 1e9:.1f} GB"]
-    ok = gpu.free / 1e9 >= NEED_BF16_GB
-    if not ok:
-        lines.append(f"not enough free GPU memory for bfloat16 weights: about {NEED_BF16_GB:.0f} GB needed "
-                     f"(int8 weights, about {NEED_INT8_GB:.0f} GB, arrive in a later release). Close other "
-                     "programs using the GPU or use a larger card.")
+        return False, [f"GPU: none ({why}). The model is far slower than real time on a CPU.", need_line]
+    lines = [f"GPU: {gpu.name}, {gpu.free / 1e9:.1f} GB free of {gpu.total / 1e9:.1f} GB", need_line]
+    fits = [p for p in ("bfloat16", "int8") if needs[p] <= gpu.free]
+    if not fits:
+        import torch
+
+        from ..engine.config import ModelConfig
+        from ..engine.offload import plan_offload
+
+        try:
+            plan = plan_offload(ModelConfig(), gpu.free, torch.bfloat16, "int8")
+            tail = f"turn-based modes only: {plan.summary()}"
+        except ValueError:
+            tail = "use a larger GPU"
+        lines.append(f"not enough free GPU memory even for int8 weights: close other programs using the GPU, or {tail}")
+        return False, lines
     bw = bandwidth_of(gpu.name)
     if bw is None:
-        lines.append("real time: unknown for this GPU (no bandwidth figure); try it")
-    else:
-        floor = BYTES_PER_FRAME_GB / bw * 1000
-        expected = floor / EFFICIENCY
-        fast = expected < FRAME_MS
-        ok = ok and fast
-        lines.append(f"real time: {'yes' if fast else 'no'} - about {expected:.0f} ms of work per {FRAME_MS:.0f} ms "
-                     f"frame expected (memory-bandwidth floor {floor:.0f} ms at {bw} GB/s)")
-    return ok, lines
+        lines.append(f"precision: {fits[0]} fits; real time: unknown for this GPU (no bandwidth figure); try it")
+        return True, lines
+    expected = {p: BYTES_PER_FRAME_GB[p] / bw * 1000 / EFFICIENCY for p in fits}
+    fast = [p for p in fits if expected[p] < FRAME_MS]
+    pick = fast[0] if fast else fits[-1]
+    floor = BYTES_PER_FRAME_GB[pick] / bw * 1000
+    weights = "bfloat16 weights" if pick == "bfloat16" else "int8 weights (--quant int8; the app picks it itself)"
+    lines.append(f"real time: {'yes' if fast else 'no'} with {weights} - about {expected[pick]:.0f} ms of work per "
+                 f"{FRAME_MS:.0f} ms frame expected (memory-bandwidth floor {floor:.0f} ms at {bw} GB/s)")
+    if not fast:
+        lines.append("live duplex will lag behind; push-to-talk and hands-free turns work, with a delay")
+    return bool(fast), lines
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -34,17 +34,23 @@ def test_complete_model_on_a_large_fast_gpu_is_ready(gpu, tiny_model_dir, capsys
     assert f"model: {tiny_model_dir}" in out and "voices: 4 (NATF0, NATM0, VARF0, VARM0)" in out
     assert "custom voices" in out and "Mine" in out
     assert "GPU: NVIDIA GeForce RTX 4090, 23.0 GB free of 24.0 GB" in out
-    assert "real time: yes - about 27 ms of work per 80 ms frame" in out
+    assert "real time: yes with bfloat16 weights - about 27 ms of work per 80 ms frame" in out
+    assert "GPU memory needed: bfloat16 about 19.6 GB, int8 weights about 11.6 GB" in out
     assert out.rstrip().endswith("ready to talk")
 
 
-@pytest.mark.parametrize("name, free, words", [
-    pytest.param("NVIDIA GeForce RTX 4070", 11, "not enough free GPU memory", id="small-card"),
-    pytest.param("NVIDIA GB10", 100, "real time: no", id="slow-memory"),
+@pytest.mark.parametrize("name, free, code, words", [
+    pytest.param("NVIDIA GeForce RTX 4070", 11, 1, "not enough free GPU memory even for int8", id="small-card"),
+    pytest.param("NVIDIA GeForce RTX 4070", 11, 1, "layers stay in host memory", id="small-card-offload"),
+    pytest.param("NVIDIA GeForce RTX 4080", 15, 0, "real time: yes with int8 weights", id="int8-fits"),
+    # DGX Spark: bfloat16 fits its memory but is too slow for 80 ms; int8 is not.
+    pytest.param("NVIDIA GB10", 100, 0, "about 57 ms of work per 80 ms", id="slow-memory"),
+    pytest.param("NVIDIA L4", 23, 0, "real time: yes with int8 weights", id="l4"),
+    pytest.param("NVIDIA T1000", 30, 0, "real time: unknown for this GPU", id="unknown-bandwidth"),
 ])
-def test_gpu_verdicts(gpu, tiny_model_dir, capsys, name, free, words):
+def test_gpu_verdicts(gpu, tiny_model_dir, capsys, name, free, code, words):
     gpu["gpu"] = GpuInfo(name, 128 * GB, free * GB)
-    assert main(["status", "--model-dir", str(tiny_model_dir)]) == 1
+    assert main(["status", "--model-dir", str(tiny_model_dir)]) == code
     assert words in capsys.readouterr().out
 
 
