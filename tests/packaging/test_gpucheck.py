@@ -113,3 +113,14 @@ def test_this_machine_and_the_first_run_report():
     saved = json.loads(gpucheck.saved_report_path().read_text())
     assert saved["mode"] == report.mode and saved["verdict"] == list(report.verdict)
     assert gpucheck.first_run_report() is None  # shown once
+
+
+def test_thresholds_follow_the_engines_estimate():
+    import torch
+
+    from ppx_desktop.engine.config import ModelConfig
+    from ppx_desktop.engine.quant import estimate_memory
+
+    config = ModelConfig()
+    assert estimate_memory(config, torch.bfloat16, "none") / 1e9 == pytest.approx(gpucheck.BF16_FREE_GB, abs=0.1)
+    assert estimate_memory(config, torch.bfloat16, "int8") / 1e9 == pytest.approx(gpucheck.INT8_FREE_GB, abs=0.1)
