@@ -88,9 +88,8 @@ def run(args: argparse.Namespace) -> int:
     turns = [read_audio(path) for path in args.input_wav]  # bad inputs fail before the model loads
     model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype, quant=args.quant,
                        offload_layers=args.offload_layers)
-    streamer = getattr(model.lm, "streamer", None)
-    if streamer is not None:
-        print(streamer.plan.summary())
+    if model.lm.streamer is not None:
+        print(model.lm.streamer.plan.summary())
     sampling = SamplingConfig.greedy() if args.greedy else SamplingConfig()
     conv = Conversation(model, sampling=sampling, seed=args.seed, cache=PromptStateCache(state_cache_dir()))
     answers, report = [], []

@@ -18,7 +18,6 @@ FRAME_MS = 80.0
 # Bytes read per frame: weights (the depformer reads 8 of its 16 steps' weights) plus the KV cache;
 # int8 halves the linear layers, embeddings and the cache stay in bfloat16.
 BYTES_PER_FRAME_GB = {"bfloat16": 16.66, "int8": 9.3}
-EFFICIENCY = 0.6  # achieved fraction of peak bandwidth for batch-1 decoding in PyTorch
 # Peak memory bandwidth in GB/s of GPUs people ask about (vendor figures), matched by name.
 BANDWIDTH = {
     "H200": 4300, "H100": 3350, "A100": 2040, "RTX 5090": 1790, "RTX 4090": 1010, "RTX 3090 Ti": 1008,
@@ -94,7 +93,9 @@ def verdict(gpu: GpuInfo | None, why: str) -> tuple[bool, list[str]]:
     if bw is None:
         lines.append(f"precision: {fits[0]} fits; real time: unknown for this GPU (no bandwidth figure); try it")
         return True, lines
-    expected = {p: BYTES_PER_FRAME_GB[p] / bw * 1000 / EFFICIENCY for p in fits}
+    from ..engine.model import ACHIEVED_BANDWIDTH  # the share of peak bandwidth a decoder step reaches
+
+    expected = {p: BYTES_PER_FRAME_GB[p] / bw * 1000 / ACHIEVED_BANDWIDTH for p in fits}
     fast = [p for p in fits if expected[p] < FRAME_MS]
     pick = fast[0] if fast else fits[-1]
     floor = BYTES_PER_FRAME_GB[pick] / bw * 1000

@@ -82,7 +82,7 @@ class FrameStep:
             raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
         self.mimi, self.gen, self.lm = model.mimi, gen, gen.lm
         self.device = gen.device
-        streamed = getattr(self.lm, "streamer", None) is not None  # layers stream from host memory
+        streamed = self.lm.streamer is not None  # layers stream from host memory
         if capture == "auto":
             capture = "cuda-graph" if self.device.type == "cuda" and not streamed else "off"
         if streamed and capture != "off":

@@ -193,11 +193,11 @@ class Generator:
         Host arithmetic only: the temporal pass runs once per model call after the first step of
         a reset, so it has written `state.offset - 1` keys before this call.
         """
-        buckets, capacity = self.options.kv_buckets, self.lm.cfg.context
+        capacity = self.lm.cfg.context
         written = max(state.offset - 1, 0) + tokens  # offset 0 runs no model call
-        if buckets <= 1 or written >= capacity:
+        if self.options.kv_buckets <= 1 or written >= capacity:
             return None
-        part = -(-capacity // buckets)
+        part = self._kv_part()
         limit = -(-written // part) * part
         return limit if limit < capacity else None
 
@@ -206,8 +206,11 @@ class Generator:
         first = self.kv_limit(state)
         if first is None:
             return [None]
-        capacity, part = self.lm.cfg.context, -(-self.lm.cfg.context // self.options.kv_buckets)
-        return [*range(first, capacity, part), None]
+        return [*range(first, self.lm.cfg.context, self._kv_part()), None]
+
+    def _kv_part(self) -> int:
+        """Slots in one of the `kv_buckets` equal parts of the temporal ring (rounded up)."""
+        return -(-self.lm.cfg.context // self.options.kv_buckets)
 
     def _run(self, state: GenState, return_logits: bool, embeddings: torch.Tensor | None) -> StepOutput:
         inp, tgt = (state.offset - 1) % self.ct, state.offset % self.ct

@@ -35,6 +35,9 @@ class ScaledEmbedding(nn.Embedding):
 
 
 class LMModel(nn.Module):
+    # offload.LayerStreamer once some temporal layers stream from host memory (it sets this).
+    streamer = None
+
     def __init__(self, cfg: LMConfig, device=None, dtype=None):
         super().__init__()
         self.cfg = cfg

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import FRAME_RATE
+
 PCIE_BYTES_PER_S = 25e9  # PCIe 4.0 x16 host-to-device, as measured by typical pinned copies
-FRAME_MS = 80.0
+FRAME_MS = 1000.0 / FRAME_RATE
 
 
 @dataclass(frozen=True)

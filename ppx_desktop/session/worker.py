@@ -182,7 +182,7 @@ class InferenceWorker:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
-        streamer = getattr(model.lm, "streamer", None)
+        streamer = model.lm.streamer
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
                                   tuple(model.available_voices()), cmd.demo,
                                   len(streamer.plan.layers) if streamer is not None else 0, model.quant))
@@ -237,7 +237,7 @@ class InferenceWorker:
 
     def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
         conv = self._require_conversation()
-        streamer = getattr(conv.model.lm, "streamer", None)
+        streamer = conv.model.lm.streamer
         if streamer is not None:
             raise _UserFacing("input", "live duplex needs the whole model on the GPU, but "
                                        f"{len(streamer.plan.layers)} layers stream from host memory every frame "

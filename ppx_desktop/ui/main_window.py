@@ -310,17 +310,16 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{what}… {100 * event.done // max(1, event.total)} %")
         elif isinstance(event, ev.ModelLoaded):
             self.model_dir = Path(event.model_dir)
+            streamed = event.offloaded_layers
             weights = event.dtype + ("" if event.quant == "none" else f", {event.quant} weights")
             self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device} ({weights})"
-                                         + (" — tiny demo model" if event.demo else ""))
+                                         + (" — tiny demo model" if event.demo else "")
+                                         + (f", {streamed} layers in host memory: turn-based modes only"
+                                            if streamed else ""))
             self.voices.set_voices(list_voices(self.model_dir), self.settings.voice)
-            streamed = event.offloaded_layers
             self.modes.set_available("duplex", not streamed,
                                      f"{streamed} of the model's layers stream from host memory every frame "
                                      "(GPU too small), too slow for real time")
-            if streamed:
-                self.statusBar().showMessage(f"Model {self.model_dir.name} on {event.device}, {streamed} layers in "
-                                             "host memory: turn-based modes only")
             self.show_error("")
             self.start_conversation()
         elif isinstance(event, ev.ConversationReady):

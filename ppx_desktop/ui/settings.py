@@ -74,7 +74,7 @@ class AppSettings:
     seed: int = -1  # -1 = a new random seed per conversation
     device: str = "auto"
     dtype: str = "auto"
-    quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_precision)
+    quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_quant)
     offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
     model_dir: str = ""
     geometry: bytes = b""

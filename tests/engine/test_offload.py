@@ -89,7 +89,7 @@ def test_offloading_needs_a_gpu_and_runs_eagerly(tiny_model_dir, tiny_config):
     with pytest.raises(ModelError, match="needs --device cuda"):
         load_model(tiny_model_dir, device="cpu", offload_layers=1)
     model = load_model(tiny_model_dir, device="cpu", offload_layers=0)
-    assert getattr(model.lm, "streamer", None) is None
+    assert model.lm.streamer is None
     LayerStreamer(model.lm, OffloadPlan((1,), layer_bytes(tiny_config, torch.float32)), torch.device("cpu"))
     gen = Generator(model.lm, SamplingConfig.greedy())
     assert FrameStep(model, gen, capture="auto").capture == "off"

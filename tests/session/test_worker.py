@@ -81,21 +81,26 @@ def test_turn_streams_text_and_audio_and_model_runs_only_on_the_worker_thread(wo
     assert stats.context_size == 256 and 0 < stats.context_used <= 256 and stats.step_ms > 0
 
 
-def test_cancel_stops_a_turn_within_one_step(worker):
-    first = threading.Event()
-    after_cancel = []
+class ActOnFirstFrame:
+    """An audio sink that calls `action` from inside the first step (on the worker thread) and
+    keeps every frame delivered after it: "within one step" means that list stays empty."""
 
-    def sink(pcm):
-        if first.is_set():
-            after_cancel.append(pcm)
+    def __init__(self, action):
+        self.action, self.first, self.after = action, threading.Event(), []
+
+    def __call__(self, pcm):
+        if self.first.is_set():
+            self.after.append(pcm)
         else:
-            first.set()
-            worker.cancel()  # from inside a step: at most the current one completes
+            self.first.set()
+            self.action()
 
-    worker.audio_sink = sink
+
+def test_cancel_stops_a_turn_within_one_step(worker):
+    worker.audio_sink = sink = ActOnFirstFrame(worker.cancel)  # at most the current step completes
     worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=400, early_stop=False, turn_id=1))
     done = worker.rec.wait_for(ev.TurnFinished)
-    assert done.end == "cancelled" and done.steps <= 1 and after_cancel == []
+    assert done.end == "cancelled" and done.steps <= 1 and sink.after == []
     # The next turn is not affected by the earlier cancel.
     worker.audio_sink = None
     worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2, early_stop=False, turn_id=2))
@@ -104,21 +109,11 @@ def test_cancel_stops_a_turn_within_one_step(worker):
 
 def test_shutdown_during_a_turn_returns_within_one_step(worker):
     # Counted in steps, not seconds: a loaded CI machine can take seconds for one tiny step.
-    first = threading.Event()
-    after_request = []
-
-    def sink(pcm):
-        if first.is_set():
-            after_request.append(pcm)
-        else:
-            first.set()
-            worker.request_shutdown()  # from inside a step: no further step may run
-
-    worker.audio_sink = sink
+    worker.audio_sink = sink = ActOnFirstFrame(worker.request_shutdown)  # no further step may run
     worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2000, early_stop=False))
-    assert first.wait(120)
+    assert sink.first.wait(120)
     assert worker.wait(timeout=60.0)
-    assert after_request == []
+    assert sink.after == []
     assert worker.rec.of(ev.TurnFinished)[-1].end == "cancelled"
     assert worker.rec.events[-1] == ev.Status("stopped")
 
