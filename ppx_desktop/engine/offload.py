@@ -61,8 +61,7 @@ def layer_bytes(config, dtype: torch.dtype, quant: str = "none") -> int:
     from .quant import convert_for_quant
 
     lm = LMModel(config.lm, device="meta", dtype=dtype)
-    if quant != "none":
-        convert_for_quant(lm, quant)
+    convert_for_quant(lm, quant)
     layer = lm.transformer.layers[0]
     return sum(t.numel() * t.element_size() for t in [*layer.parameters(), *layer.buffers()])
 
@@ -71,12 +70,12 @@ def plan_offload(config, free_bytes: int, dtype: torch.dtype, quant: str = "none
                  layers: int | None = None) -> OffloadPlan:
     """The last `layers` temporal layers (None: as few as make the model fit in `free_bytes`,
     counting the two staging sets on the device). Raises ValueError when even all do not fit."""
-    from .quant import estimate_memory
+    from .memory import plan_memory, precision_name
 
     per_layer = layer_bytes(config, dtype, quant)
     total = config.lm.num_layers
     if layers is None:
-        excess = estimate_memory(config, dtype, quant) - free_bytes
+        excess = plan_memory(config, precision_name(dtype, quant)).total - free_bytes
         layers = 0 if excess <= 0 else math.ceil((excess + 2 * per_layer) / per_layer)
     if not 0 <= layers <= total:
         raise ValueError(f"the model does not fit in {free_bytes / 2**30:.1f} GiB of GPU memory even with all "

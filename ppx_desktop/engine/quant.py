@@ -1,27 +1,36 @@
-"""Weight-only quantisation of the LM's linear layers, as a module swap, and memory estimates.
+"""Weight-only quantisation of the LM's linear layers, as a module swap (gpt-fast style).
 
-At batch 1 every frame reads every weight once, so the frame time is bounded by bytes read:
-int8 (or fp8) weights halve it against bf16. Activations stay in the model's dtype; each output
-channel has its own scale, `w ~= q * scale`, and the product is `linear(x, q.to(x.dtype)) * scale`
-(exact for the scale factoring, since a per-output-row scale commutes with the matmul). Under
-`torch.compile` the cast fuses into the matmul, so the int8 bytes are what is read.
+Kinds: "none" (the model's dtype), "int8" (`int8.py`: per-row scales, `_weight_int8pack_mm`) and
+"int4" (`int4.py`: groups of 128 with scales and zero points, tinygemm). Every quantised layer
+runs a kernel that reads the quantised bytes; no float copy of a quantised weight exists during a
+frame (a byte trace in the tests holds us to it).
 
-`convert_for_quant(lm, kind)` swaps the modules (on the meta device, before loading);
-`quantize_weight` turns each float weight into (q, scale) as it is read from the checkpoint, so the
-full-precision model never exists on the device.
+Quantised: every linear layer of the temporal transformer and the depformer (attention in/out
+projections including the depformer's per-step blocks, the gated FFNs, `depformer_in`) and the
+output heads (`text_linear`, the 16 `linears`). Embeddings and norms stay in the model's dtype:
+a frame reads one row of each embedding table, so quantising them would save memory but no time.
+
+fp8 is gone: with `F.linear(x, w.to(bf16))` it read more bytes than bfloat16, and a real fp8 path
+(`torch._scaled_mm`) needs fp8 activations padded to 16 rows at batch 1 on Ada or newer only;
+int8 saves the same memory on every GPU and is read as int8.
+
+`convert_for_quant(module, kind, kind_of_device)` swaps the modules (on the meta device, before
+loading); `quantizing_converter` turns each float weight into the quantised buffers as it is read
+from the checkpoint, so the full-precision model never exists on the device.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .int4 import WeightOnlyInt4Linear
+from .int8 import WeightOnlyInt8Linear
 from .transformer import StreamingAttention
 
-QUANT_KINDS = ("none", "int8", "fp8")
-_QDTYPE = {"int8": torch.int8, "fp8": torch.float8_e4m3fn}
-_QMAX = {"int8": 127.0, "fp8": 448.0}  # largest representable magnitude
+QUANT_KINDS = ("none", "int8", "int4")
+INT4_MIN_CAPABILITY = (8, 0)  # tinygemm's CUDA kernel: Ampere and newer
+_MODULES = {"int8": WeightOnlyInt8Linear, "int4": WeightOnlyInt4Linear}
 
 
 class QuantError(ValueError):
@@ -30,155 +39,113 @@ class QuantError(ValueError):
 
 def check_quant(kind: str, device: torch.device) -> None:
     """Raises QuantError if `kind` cannot run on `device`."""
+    if kind == "fp8":
+        raise QuantError("fp8 weights are no longer offered (they were slower than bfloat16): use --quant int8, "
+                         "which takes the same memory, or --quant int4 for the smallest GPUs")
     if kind not in QUANT_KINDS:
         raise QuantError(f"unknown quantisation {kind!r}: use one of {', '.join(QUANT_KINDS)}")
-    if kind == "fp8":
-        if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
-            raise QuantError("fp8 weights need an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper, "
-                             "Blackwell); use --quant int8, which saves the same memory on any device")
+    if kind == "int4" and device.type == "cuda":
+        cap = torch.cuda.get_device_capability(device)
+        if cap < INT4_MIN_CAPABILITY:
+            raise QuantError(f"int4 weights need an NVIDIA GPU of compute capability 8.0 or newer (Ampere: RTX 30xx, "
+                             f"A100, and later); this GPU has {cap[0]}.{cap[1]}. Use --quant int8 instead.")
 
 
-def quantize_weight(w: torch.Tensor, kind: str, rows_per_group: int | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float weight `[out, in]` -> (quantised `[out, in]`, float32 scale `[out]`), symmetric per output row."""
-    wf = w.float()
-    amax = wf.abs().amax(dim=-1).clamp(min=1e-12)
-    scale = amax / _QMAX[kind]
-    q = wf / scale[:, None]
-    q = q.round().clamp(-127, 127).to(torch.int8) if kind == "int8" else q.to(_QDTYPE[kind])
-    return q, scale
+def available_quants(device: torch.device) -> list[str]:
+    """The quantisation kinds that run on `device`, largest weights first."""
+    kinds = ["none", "int8", "int4"]
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < INT4_MIN_CAPABILITY:
+        kinds.remove("int4")
+    return kinds
 
 
-class QuantLinear(nn.Module):
-    """Bias-free linear layer with quantised weight (`weight`, int8 or fp8) and per-row `scale`.
-
-    Args:
-        in_features, out_features: the float layer's shape.
-        kind: "int8" or "fp8".
-        dtype: the activations' dtype (scales are stored in it, so the multiply needs no cast).
-    """
-
-    def __init__(self, in_features: int, out_features: int, kind: str, device=None, dtype=None):
-        super().__init__()
-        self.in_features, self.out_features, self.kind = in_features, out_features, kind
-        self.register_buffer("weight", torch.empty(out_features, in_features, dtype=_QDTYPE[kind], device=device))
-        self.register_buffer("scale", torch.empty(out_features, dtype=dtype or torch.float32, device=device))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight.to(x.dtype)) * self.scale
+def packing_for(device: torch.device | str) -> str:
+    """The int4 packing a device's kernel reads ("cuda" or "cpu"; the meta device takes "cpu")."""
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
 
 
-def qlinear(x: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return F.linear(x, weight.to(x.dtype)) * scale
+def _quant_module(kind: str, in_features: int, out_features: int, steps: int, packing: str, device, dtype):
+    if kind == "int4":
+        return WeightOnlyInt4Linear(in_features, out_features, steps=steps, kind=packing, device=device, dtype=dtype)
+    return WeightOnlyInt8Linear(in_features, out_features, steps=steps, device=device, dtype=dtype)
 
 
 class QuantStreamingAttention(StreamingAttention):
-    """`StreamingAttention` whose `in_proj_weight` is quantised (`in_proj_scale` per row) and whose
-    `out_proj` is a `QuantLinear`; per-step weight blocks are views of both."""
+    """`StreamingAttention` whose projections are quantised modules (`in_proj`, `out_proj`); with
+    per-step weights each holds every step's block and `step` picks one."""
 
     def _project_in(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        if not self.weights_per_step:
-            return qlinear(x, self.in_proj_weight, self.in_proj_scale)
-        rows = 3 * self.dim
-        return qlinear(x, self.in_proj_weight.view(self.weights_per_step, rows, self.dim)[step],
-                       self.in_proj_scale.view(self.weights_per_step, rows)[step])
+        return self.in_proj(x, step if self.weights_per_step else None)
 
     def _project_out(self, x: torch.Tensor, step: int) -> torch.Tensor:
-        if not self.weights_per_step:
-            return self.out_proj(x)
-        return qlinear(x, self.out_proj.weight.view(self.weights_per_step, self.dim, self.dim)[step],
-                       self.out_proj.scale.view(self.weights_per_step, self.dim)[step])
+        return self.out_proj(x, step if self.weights_per_step else None)
 
 
-def convert_for_quant(lm: nn.Module, kind: str) -> set[str]:
-    """Swaps the LM's linear layers for quantised ones, in place; returns the quantised weight keys.
+def convert_for_quant(module: nn.Module, kind: str, packing: str = "cpu") -> dict[str, tuple[str, int]]:
+    """Swaps the linear layers of `module` for quantised ones, in place.
 
-    Embeddings, norms and Mimi stay in floating point: they are a small share of the bytes read.
+    Returns {float weight key: (quantised module prefix, steps)}: what the loader must quantise.
+    `packing` is the int4 kernel's layout ("cuda" on a GPU, "cpu" on the CPU and meta device).
     """
     if kind == "none":
-        return set()
-    keys: set[str] = set()
-    for name, module in list(lm.named_modules()):
-        for child_name, child in list(module.named_children()):
-            full = f"{name}.{child_name}" if name else child_name
+        return {}
+    if kind not in _MODULES:
+        raise QuantError(f"unknown quantisation {kind!r}: use one of {', '.join(QUANT_KINDS)}")
+    plan: dict[str, tuple[str, int]] = {}
+    for name, parent in list(module.named_modules()):
+        prefix = f"{name}." if name else ""
+        if isinstance(parent, StreamingAttention) and not isinstance(parent, QuantStreamingAttention):
+            w, steps = parent.in_proj_weight, parent.weights_per_step
+            mult = max(steps, 1)
+            kw = dict(device=w.device, dtype=w.dtype)
+            out_dtype = parent.out_proj.weight.dtype
+            del parent.in_proj_weight
+            parent.in_proj = _quant_module(kind, parent.dim, 3 * parent.dim, steps, packing, **kw)
+            parent.out_proj = _quant_module(kind, parent.dim, parent.dim, steps, packing, device=w.device,
+                                            dtype=out_dtype)
+            assert w.shape[0] == mult * 3 * parent.dim
+            parent.__class__ = QuantStreamingAttention
+            plan[f"{prefix}in_proj_weight"] = (f"{prefix}in_proj.", steps)
+            plan[f"{prefix}out_proj.weight"] = (f"{prefix}out_proj.", steps)
+            continue
+        if isinstance(parent, QuantStreamingAttention):
+            continue
+        for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear) and child.bias is None:
-                q = QuantLinear(child.in_features, child.out_features, kind, device=child.weight.device,
-                                dtype=child.weight.dtype)
-                setattr(module, child_name, q)
-                keys.add(f"{full}.weight")
-        if isinstance(module, StreamingAttention) and not isinstance(module, QuantStreamingAttention):
-            w = module.in_proj_weight
-            del module.in_proj_weight
-            module.register_buffer("in_proj_weight", torch.empty(w.shape, dtype=_QDTYPE[kind], device=w.device))
-            module.register_buffer("in_proj_scale", torch.empty(w.shape[0], dtype=w.dtype, device=w.device))
-            module.__class__ = QuantStreamingAttention
-            keys.add(f"{name}.in_proj_weight")
-    return keys
+                q = _quant_module(kind, child.in_features, child.out_features, 0, packing, device=child.weight.device,
+                                  dtype=child.weight.dtype)
+                setattr(parent, child_name, q)
+                plan[f"{prefix}{child_name}.weight"] = (f"{prefix}{child_name}.", 0)
+    return plan
 
 
-def scale_key(weight_key: str) -> str:
-    """The state-dict key of a quantised weight's scale."""
-    return weight_key[: -len("in_proj_weight")] + "in_proj_scale" if weight_key.endswith("in_proj_weight") \
-        else weight_key[: -len("weight")] + "scale"
-
-
-def quantizing_converter(keys: set[str], kind: str, dtype: torch.dtype):
-    """A `load_weights` converter: each weight in `keys` becomes (weight, scale) on its way to the device."""
+def quantizing_converter(plan: dict[str, tuple[str, int]], kind: str, dtype: torch.dtype, packing: str = "cpu"):
+    """A `load_weights` converter: each weight in `plan` becomes its quantised module's buffers on
+    its way to the device (quantised where it arrives, one tensor at a time); other floating-point
+    tensors are cast to `dtype`."""
+    cls = _MODULES.get(kind)
 
     def convert(key: str, t: torch.Tensor) -> dict[str, torch.Tensor]:
-        if key not in keys:
+        if key not in plan:
             return {key: t.to(dtype) if t.is_floating_point() else t}
-        q, scale = quantize_weight(t, kind)
-        return {key: q, scale_key(key): scale.to(dtype)}
+        prefix, steps = plan[key]
+        extra = {"kind": packing} if kind == "int4" else {}
+        return {prefix + name: v for name, v in cls.quantize(t, steps, dtype, **extra).items()}
 
     return convert
 
 
-# --- memory ------------------------------------------------------------------------------------
-_SIZES = {torch.float32: 4, torch.bfloat16: 2, torch.float16: 2}
-# CUDA context, allocator slack, activations and the graph pool; measured values belong here once a
-# GPU session has run. 0.75 GiB is the margin PyTorch decoders of this size typically need.
-RUNTIME_MARGIN = 768 * 2**20
-
-
-def estimate_memory(config, dtype: torch.dtype = torch.bfloat16, quant: str = "none", context: int | None = None,
-                    parts: bool = False):
-    """Device bytes needed to run `config` (a ModelConfig) at batch 1: LM weights in `dtype` with
-    `quant` linear layers, the temporal KV cache of `context` frames in `dtype`, Mimi in float32
-    and a runtime margin. With `parts=True` returns the components as a dict."""
-    from .lm import LMModel
-    from .mimi import Mimi
-
-    size = _SIZES[dtype]
-    lm = LMModel(config.lm, device="meta", dtype=dtype)
-    quantised = convert_for_quant(lm, quant) if quant != "none" else set()
-    weights = 0
-    for key, t in lm.state_dict().items():
-        if key in quantised:
-            weights += t.numel()  # one byte per weight
-        else:
-            weights += t.numel() * size
-    cfg = config.lm
-    context = cfg.context if context is None else context
-    kv = 2 * cfg.num_layers * context * cfg.dim * size
-    kv += 2 * cfg.depformer_num_layers * cfg.dep_q * cfg.depformer_dim * size
-    mimi = Mimi(config.mimi, device="meta")
-    mimi_bytes = sum(t.numel() * 4 for t in mimi.state_dict().values())
-    codebooks = mimi.quantizer.rvq_first.codebooks + mimi.quantizer.rvq_rest.codebooks
-    mimi_bytes += sum(c.embedding.numel() * 4 for c in codebooks)  # centroid caches
-    tr = config.mimi.transformer
-    mimi_bytes += 2 * 2 * tr.num_layers * tr.context * tr.d_model * 4  # two directions' KV rings
-    result = {"weights": weights, "kv_cache": kv, "mimi": mimi_bytes, "runtime": RUNTIME_MARGIN}
-    result["total"] = sum(result.values())
-    return result if parts else result["total"]
-
-
-def fitting_precisions(config, free_bytes: int, device: torch.device, context: int | None = None) -> list[str]:
-    """The precisions (bfloat16, int8, fp8) whose estimate fits in `free_bytes`, smallest last."""
-    options = [("bfloat16", torch.bfloat16, "none"), ("int8", torch.bfloat16, "int8")]
-    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 9):
-        options.append(("fp8", torch.bfloat16, "fp8"))
-    return [name for name, dtype, kind in options if estimate_memory(config, dtype, kind, context) <= free_bytes]
+def quantized_weight_shapes(plan: dict[str, tuple[str, int]], float_shapes: dict[str, tuple[int, ...]]
+                            ) -> set[tuple[int, ...]]:
+    """The float shapes a quantised weight would have if it were dequantised: the whole
+    checkpoint tensor and, for per-step weights, one step's block (what a trace must never see)."""
+    shapes = set()
+    for key, (_prefix, steps) in plan.items():
+        shape = tuple(float_shapes[key])
+        shapes.add(shape)
+        if steps:
+            shapes.add((shape[0] // steps, *shape[1:]))
+    return shapes
 
 
 def quantize_lm(lm: nn.Module, kind: str) -> nn.Module:
@@ -186,8 +153,10 @@ def quantize_lm(lm: nn.Module, kind: str) -> nn.Module:
     from .lm import LMModel
 
     dtype = lm.text_linear.weight.dtype
+    device = lm.text_linear.weight.device
+    packing = packing_for(device)
     q = LMModel(lm.cfg, device="meta", dtype=dtype)
-    convert = quantizing_converter(convert_for_quant(q, kind), kind, dtype)
+    convert = quantizing_converter(convert_for_quant(q, kind, packing), kind, dtype, packing)
     loaded: dict[str, torch.Tensor] = {}
     for key, t in lm.state_dict().items():
         loaded.update(convert(key, t))
