@@ -2,9 +2,9 @@
 
 `check_gpu()` asks PyTorch (imported only when called: it takes seconds) and `nvidia-smi` (if
 installed) about the GPU, its driver and free memory, and turns that into a `GpuReport` whose
-`verdict` lines say what will and will not work. The thresholds follow the released model:
-bfloat16 weights need about 19.6 GB free (16.7 GB of weights plus the context cache), int8
-weights about 11.6 GB.
+`verdict` lines say what will and will not work. The thresholds are the memory planner's figures
+for the released model (engine/memory.py, GiB, CUDA context included): bfloat16 18.9 GiB, int8
+11.3 GiB, int4 7.8 GiB with the full 4-minute context, less with a shorter one.
 
 `accel_mode()` picks how the engine speeds up its step: torch.compile needs Triton (and, on
 Linux, a C compiler for Triton's launcher); Windows usually has no Triton, so the engine falls
@@ -30,22 +30,37 @@ from . import paths
 
 log = logging.getLogger(__name__)
 
-# The released model's needs as engine/quant.py estimates them (weights, context cache, codec,
-# runtime margin); kept as numbers so this check stays light. A test holds them to the estimate.
-BF16_FREE_GB = 19.6
-INT8_FREE_GB = 11.6
-# Ampere (8.0) is the first generation with bfloat16 tensor cores; older GPUs emulate it slowly.
+# The released model's memory plan in GiB (engine/memory.py plan_memory: weights, the 3000-frame
+# context cache, codec, working memory and the 1 GiB CUDA context allowance), kept as numbers so
+# this check stays light. A test holds them to the planner.
+BF16_FREE_GIB = 18.87
+INT8_FREE_GIB = 11.30
+INT4_FREE_GIB = 7.78
+KV_GIB_PER_1000_FRAMES = 0.4886  # the context cache in bfloat16: the part a shorter context saves
+FULL_CONTEXT = 3000
+SHORTEST_CONTEXT = 750  # one minute: below this a conversation forgets too soon to be offered
+# Ampere (8.0) is the first generation with bfloat16 tensor cores (and the first tinygemm int4
+# runs on); older GPUs emulate bfloat16 slowly.
 BF16_NATIVE_CAPABILITY = (8, 0)
+INT4_CAPABILITY = (8, 0)
 REPORT_NAME = "gpu-check.json"
 
-Mode = Literal["bf16", "int8", "turn-based", "demo"]
+Mode = Literal["bf16", "int8", "int4", "turn-based", "demo"]
 
 MODE_SUMMARY: dict[str, str] = {
     "bf16": "live full-duplex conversation (bfloat16)",
     "int8": "live full-duplex conversation (int8 weights)",
+    "int4": "live full-duplex conversation (int4 weights)",
     "turn-based": "turn-based conversation only",
     "demo": "the demo model only",
 }
+
+
+def int4_context(free_gib: float) -> int | None:
+    """The longest context (whole 250-frame steps) with which int4 fits in `free_gib`, or None."""
+    spare = free_gib - (INT4_FREE_GIB - KV_GIB_PER_1000_FRAMES * FULL_CONTEXT / 1000)
+    frames = int(spare / KV_GIB_PER_1000_FRAMES * 1000) // 250 * 250
+    return min(frames, FULL_CONTEXT) if frames >= SHORTEST_CONTEXT else None
 
 
 @dataclass(frozen=True)
@@ -217,30 +232,42 @@ def build_report(
                          compile_ok, "demo", tuple(lines))
 
     assert free_gb is not None and total_gb is not None
-    if free_gb >= BF16_FREE_GB:
+    int4_ok = capability is None or capability >= INT4_CAPABILITY
+    short_context = int4_context(free_gb) if int4_ok else None
+    if free_gb >= BF16_FREE_GIB:
         mode: Mode = "bf16"
-    elif free_gb >= INT8_FREE_GB:
+    elif free_gb >= INT8_FREE_GIB:
         mode = "int8"
+    elif short_context is not None:
+        mode = "int4"
     else:
         mode = "turn-based"
     lines.append(f"{name}: {MODE_SUMMARY[mode]} will run.")
     cap = f"{capability[0]}.{capability[1]}" if capability else "unknown"
-    lines.append(f"{free_gb:.1f} GB of {total_gb:.1f} GB GPU memory free; compute capability {cap}; "
+    lines.append(f"{free_gb:.1f} GiB of {total_gb:.1f} GiB GPU memory free; compute capability {cap}; "
                  f"driver {driver or 'unknown'}; PyTorch {torch_version} with CUDA {torch_cuda_version}.")
     if mode == "bf16":
-        lines.append(f"The full bfloat16 model fits (it needs about {BF16_FREE_GB:.0f} GB free).")
+        lines.append(f"The full bfloat16 model fits (it needs about {BF16_FREE_GIB:.1f} GiB free).")
     elif mode == "int8":
-        lines.append(f"The bfloat16 model needs about {BF16_FREE_GB:.0f} GB free, so the app uses int8 weights "
-                     f"(about {INT8_FREE_GB:.0f} GB): live conversation works, with slightly lower quality.")
+        lines.append(f"The bfloat16 model needs about {BF16_FREE_GIB:.1f} GiB free, so the app uses int8 weights "
+                     f"(about {INT8_FREE_GIB:.1f} GiB): live conversation works, with slightly lower quality.")
+    elif mode == "int4":
+        context = (f"the full {FULL_CONTEXT}-frame context" if short_context >= FULL_CONTEXT else
+                   f"a context of {short_context} frames ({short_context / 750:.1f} minutes in view; "
+                   "Settings, Context length)")
+        lines.append(f"int8 weights need about {INT8_FREE_GIB:.1f} GiB free, so the app uses int4 weights with "
+                     f"{context}: live conversation works; `ppx-desktop quant-check` measures the quality.")
     else:
-        lines.append(f"Live conversation needs at least about {INT8_FREE_GB:.0f} GB free (int8 weights): "
-                     "it will not run. Turn-based mode (you speak, then it answers) runs, "
-                     "slower than real time.")
+        need = "int8 weights" if not int4_ok else "int4 weights with a one-minute context"
+        smallest = INT8_FREE_GIB if not int4_ok else (INT4_FREE_GIB - KV_GIB_PER_1000_FRAMES * 2.25)
+        lines.append(f"Live conversation needs at least about {smallest:.1f} GiB free ({need}): it will not run. "
+                     "Turn-based mode (you speak, then it answers) runs, slower than real time.")
     # Other programs (a browser, a game, another model) often hold the memory that is missing.
-    better = BF16_FREE_GB if total_gb >= BF16_FREE_GB else INT8_FREE_GB
-    if free_gb < better <= total_gb:
-        lines.append(f"Other programs use {total_gb - free_gb:.1f} GB of GPU memory: close them to get "
-                     f"{MODE_SUMMARY['bf16' if better == BF16_FREE_GB else 'int8']}.")
+    better = next((t for t in (BF16_FREE_GIB, INT8_FREE_GIB, INT4_FREE_GIB) if free_gb < t <= total_gb), None)
+    if better is not None and (better != INT4_FREE_GIB or int4_ok):
+        target = {BF16_FREE_GIB: "bf16", INT8_FREE_GIB: "int8", INT4_FREE_GIB: "int4"}[better]
+        lines.append(f"Other programs use {total_gb - free_gb:.1f} GiB of GPU memory: close them to get "
+                     f"{MODE_SUMMARY[target]}{' with the full context' if target == 'int4' else ''}.")
     if capability is not None and capability < BF16_NATIVE_CAPABILITY:
         lines.append(f"This GPU (compute capability {cap}) has no native bfloat16: expect the model to run "
                      "well below real time.")

@@ -119,9 +119,7 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
 
     from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
     from ..engine.config import FRAME_SIZE, SAMPLE_RATE
-    from ..engine.generator import Generator
-    from ..engine.prompts import VoicePrompt, run_prompts, save_voice_file
-    from ..engine.sampling import SamplingConfig
+    from ..engine.prompts import VoicePrompt, record_voice, save_voice_file
 
     if not consent:
         raise VoiceError("making a voice from someone's recording needs their consent: confirm that the "
@@ -139,12 +137,9 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
     except AudioFileError as exc:
         raise VoiceError(str(exc)) from exc
     voice = VoicePrompt(name=name, frames=frames(audio, FRAME_SIZE))
-    gen = Generator(model.lm, SamplingConfig.greedy())
-    state = gen.init_state(1)
     with torch.no_grad():
         # The voice phase only, as for the presets: the silences and persona come at conversation time.
-        emb, cache = run_prompts(gen, state, model.config.prompt, mimi=model.mimi, voice=voice, silence_frames=0,
-                                 collect_embeddings=True, progress=progress)
+        emb, cache = record_voice(model.lm, model.mimi, model.config.prompt, voice, progress=progress)
     save_voice_file(path, emb, cache)
     return path
 

@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="LM weights: default bfloat16 on cuda, float32 on cpu")
+    from .respond import add_precision_arguments
+
+    add_precision_arguments(p)
     p.add_argument("--temp-audio", type=float, default=0.8)
     p.add_argument("--temp-text", type=float, default=0.7)
     p.add_argument("--topk-audio", type=int, default=250)
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     if model_dir is None:
         raise UserError("no downloaded model found: run `ppx-desktop download` first or pass --model-dir")
     user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
-    model = load_model(model_dir, device=args.device, dtype=args.dtype)
+    model = load_model(model_dir, device=args.device, dtype=args.dtype, quant=args.quant, context=args.context)
     rng = None
     if args.seed is not None:
         torch.manual_seed(args.seed)

@@ -43,14 +43,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    p.add_argument("--quant", choices=["auto", "none", "int8", "fp8"], default="none",
-                   help="weight-only quantisation of the LM's linear layers (int8: about half the memory; "
-                        "auto: int8 only if the GPU cannot hold the model otherwise)")
+    add_precision_arguments(p)
     p.add_argument("--offload-layers", type=_layers, default=0, metavar="N|auto",
                    help="keep N of the LM's layers in host memory and stream them to the GPU every frame "
-                        "(slower; for GPUs too small even for int8); auto: as many as needed")
+                        "(slower; for GPUs too small even for int4); auto: as many as needed")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="LM weights: default bfloat16 on cuda, float32 on cpu")
+
+
+def add_precision_arguments(p: argparse.ArgumentParser) -> None:
+    """--quant and --context, as `respond` and `offline` take them."""
+    p.add_argument("--quant", choices=["auto", "none", "int8", "int4"], default="none",
+                   help="weight-only quantisation of the LM's linear layers (int8: about half the memory of "
+                        "bfloat16, int4: about a third; auto: the best that fits the GPU)")
+    p.add_argument("--context", type=int, default=None,
+                   help="frames of conversation the model keeps in view (default: the model's 3000 = 4 minutes); "
+                        "fewer need less GPU memory")
 
 
 def resolve_model_dir(model_dir: Path | None) -> Path:
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     turns = [read_audio(path) for path in args.input_wav]  # bad inputs fail before the model loads
     model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype, quant=args.quant,
-                       offload_layers=args.offload_layers)
+                       offload_layers=args.offload_layers, context=args.context)
     if model.lm.streamer is not None:
         print(model.lm.streamer.plan.summary())
     sampling = SamplingConfig.greedy() if args.greedy else SamplingConfig()
@@ -117,5 +125,7 @@ def run(args: argparse.Namespace) -> int:
         os.replace(tmp, args.output_text)
     print(f"wrote {args.output_wav}" + (f" and {args.output_text}" if args.output_text else ""))
     if conv.context_full:
-        print("note: the conversation passed the model's 4-minute context; the oldest part is forgotten")
+        minutes = conv.context_size / 750
+        print(f"note: the conversation passed the model's {conv.context_size}-frame ({minutes:.1f}-minute) context; "
+              "the oldest part is forgotten")
     return 0

@@ -1,9 +1,9 @@
 """`ppx-desktop status`: what is installed where, what is missing, and whether this machine can talk in real time.
 
-The verdict comes from known figures (/work/shared/research/performance.md): bfloat16 weights take
-16.7 GB, the 3000-frame KV cache 1.6 GB and the codec under 1 GB, so about 20 GB of free GPU
-memory; a frame (80 ms) reads about 16.7 GB, so memory bandwidth sets a floor per frame, and
-PyTorch reaches roughly 55-70 % of it.
+Memory comes from the planner (engine/memory.py: weights, the 3000-frame context cache, codec,
+working memory and a CUDA context allowance), in GiB. Speed: a frame moves a measured number of
+bytes per precision (engine/framecost.py, the byte trace of one frame), so the GPU's memory
+bandwidth sets a floor per 80 ms frame, of which PyTorch reaches roughly 55-70 %.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from pathlib import Path
 from ..assets.hub import DEFAULT_REPO
 
 FRAME_MS = 80.0
-# Bytes read per frame: weights (the depformer reads 8 of its 16 steps' weights) plus the KV cache;
-# int8 halves the linear layers, embeddings and the cache stay in bfloat16.
-BYTES_PER_FRAME_GB = {"bfloat16": 16.66, "int8": 9.3}
+GiB = 2**30
 # Peak memory bandwidth in GB/s of GPUs people ask about (vendor figures), matched by name.
 BANDWIDTH = {
     "H200": 4300, "H100": 3350, "A100": 2040, "RTX 5090": 1790, "RTX 4090": 1010, "RTX 3090 Ti": 1008,
@@ -56,55 +54,74 @@ def bandwidth_of(name: str) -> float | None:
 
 
 def memory_needs() -> dict[str, int]:
-    """GPU bytes the released model needs per precision (engine/quant.py estimate_memory)."""
-    import torch
-
+    """GPU bytes the released model needs per precision (engine/memory.py's plan, full context)."""
     from ..engine.config import ModelConfig
-    from ..engine.quant import estimate_memory
+    from ..engine.memory import plan_memory
 
     config = ModelConfig()
-    return {"bfloat16": estimate_memory(config, torch.bfloat16, "none"),
-            "int8": estimate_memory(config, torch.bfloat16, "int8")}
+    return {p: plan_memory(config, p).total for p in ("bfloat16", "int8", "int4")}
+
+
+def frame_gb(precision: str) -> float:
+    """GB one frame moves with the full context window (measured by the byte trace)."""
+    from ..engine.config import ModelConfig
+    from ..engine.framecost import frame_bytes
+
+    return frame_bytes(ModelConfig(), precision, 3000) / 1e9
 
 
 def verdict(gpu: GpuInfo | None, why: str) -> tuple[bool, list[str]]:
     needs = memory_needs()
-    need_line = (f"GPU memory needed: bfloat16 about {needs['bfloat16'] / 1e9:.1f} GB, int8 weights about "
-                 f"{needs['int8'] / 1e9:.1f} GB (fp8 the same, on Ada or newer GPUs); with less, layers stay in "
-                 "host memory and only turn-based modes run")
+    need_line = (f"GPU memory needed (4-minute context): bfloat16 about {needs['bfloat16'] / GiB:.1f} GiB, int8 "
+                 f"weights about {needs['int8'] / GiB:.1f} GiB, int4 about {needs['int4'] / GiB:.1f} GiB (Ampere or "
+                 "newer); a shorter context needs less (--context); with less still, layers stay in host memory "
+                 "and only turn-based modes run")
     if gpu is None:
         return False, [f"GPU: none ({why}). The model is far slower than real time on a CPU.", need_line]
-    lines = [f"GPU: {gpu.name}, {gpu.free / 1e9:.1f} GB free of {gpu.total / 1e9:.1f} GB", need_line]
-    fits = [p for p in ("bfloat16", "int8") if needs[p] <= gpu.free]
+    lines = [f"GPU: {gpu.name}, {gpu.free / GiB:.1f} GiB free of {gpu.total / GiB:.1f} GiB", need_line]
+    fits = [p for p in ("bfloat16", "int8", "int4") if needs[p] <= gpu.free]
     if not fits:
-        import torch
-
-        from ..engine.config import ModelConfig
-        from ..engine.offload import plan_offload
-
-        try:
-            plan = plan_offload(ModelConfig(), gpu.free, torch.bfloat16, "int8")
-            tail = f"turn-based modes only: {plan.summary()}"
-        except ValueError:
-            tail = "use a larger GPU"
-        lines.append(f"not enough free GPU memory even for int8 weights: close other programs using the GPU, or {tail}")
-        return False, lines
+        line, context = _too_small(gpu)
+        lines.append(line)
+        if context is None:
+            return False, lines
+        fits = ["int4"]  # live conversation still runs, with less of it in view
     bw = bandwidth_of(gpu.name)
     if bw is None:
         lines.append(f"precision: {fits[0]} fits; real time: unknown for this GPU (no bandwidth figure); try it")
         return True, lines
     from ..engine.model import ACHIEVED_BANDWIDTH  # the share of peak bandwidth a decoder step reaches
 
-    expected = {p: BYTES_PER_FRAME_GB[p] / bw * 1000 / ACHIEVED_BANDWIDTH for p in fits}
+    expected = {p: frame_gb(p) / bw * 1000 / ACHIEVED_BANDWIDTH for p in fits}
     fast = [p for p in fits if expected[p] < FRAME_MS]
     pick = fast[0] if fast else fits[-1]
-    floor = BYTES_PER_FRAME_GB[pick] / bw * 1000
-    weights = "bfloat16 weights" if pick == "bfloat16" else "int8 weights (--quant int8; the app picks it itself)"
+    floor = frame_gb(pick) / bw * 1000
+    weights = "bfloat16 weights" if pick == "bfloat16" else f"{pick} weights (--quant {pick}; the app picks it itself)"
     lines.append(f"real time: {'yes' if fast else 'no'} with {weights} - about {expected[pick]:.0f} ms of work per "
                  f"{FRAME_MS:.0f} ms frame expected (memory-bandwidth floor {floor:.0f} ms at {bw} GB/s)")
     if not fast:
         lines.append("live duplex will lag behind; push-to-talk and hands-free turns work, with a delay")
     return bool(fast), lines
+
+
+def _too_small(gpu: GpuInfo) -> tuple[str, int | None]:
+    """What to say when no precision fits with the full context, and the context that fits int4."""
+    import torch
+
+    from ..engine.config import ModelConfig
+    from ..engine.memory import fitting_context
+    from ..engine.offload import plan_offload
+
+    context = fitting_context(ModelConfig(), "int4", gpu.free)
+    if context is not None:
+        return (f"not enough free GPU memory for the full 4-minute context: int4 weights fit with --context "
+                f"{context} ({context / 750:.1f} minutes in view; the app picks it itself)"), context
+    try:
+        plan = plan_offload(ModelConfig(), gpu.free, torch.bfloat16, "int4")
+        tail = f"turn-based modes only: {plan.summary()}"
+    except ValueError:
+        tail = "use a larger GPU"
+    return f"not enough free GPU memory even for int4 weights: close other programs using the GPU, or {tail}", None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

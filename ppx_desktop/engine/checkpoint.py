@@ -145,8 +145,10 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
     device, host = torch.device(device), torch.device("cpu")
     loaded: dict[str, torch.Tensor] = {}
     try:
+        order = conversion_order(model_shapes) if convert is not None else list(plan)
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key, (src, transform) in plan.items():
+            for key in order:
+                src, transform = plan[key]
                 t = f.get_tensor(src)
                 if transform is not None:
                     t = transform(t)
@@ -154,7 +156,9 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
                         raise CheckpointError(f"{path}: {src} cannot be adapted to {key} {list(model_shapes[key])}")
                 where = host if on_host is not None and on_host(key) else device
                 if convert is not None:
-                    loaded.update(convert(key, t.to(device=where)))
+                    # Converted (quantised) on the compute device, whose kernels define the packing,
+                    # then kept where it belongs.
+                    loaded.update({k: v.to(device=where) for k, v in convert(key, t.to(device=device)).items()})
                     continue
                 target_dtype = dtype if dtype is not None and t.is_floating_point() else model_sd[key].dtype
                 loaded[key] = t.to(device=where, dtype=target_dtype)
@@ -162,6 +166,19 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
         raise CheckpointError(f"{path}: damaged weights file ({exc}); download it again") from exc
     # Modules rebuild derived buffers (Mimi's codebook centroids) in load_state_dict post-hooks.
     (module if target is None else target).load_state_dict(loaded, strict=True, assign=True)
+
+
+def conversion_order(shapes: dict[str, tuple[int, ...]]) -> list[str]:
+    """The order in which tensors are converted on their way to the device: largest first, so the
+    largest conversion transients (quantising a 131 M-weight head) come while little is loaded and
+    the load's peak stays near the final weights (memory.py counts it in this order)."""
+    def numel(key: str) -> int:
+        n = 1
+        for d in shapes[key]:
+            n *= d
+        return n
+
+    return sorted(shapes, key=numel, reverse=True)
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -25,6 +25,7 @@ SAMPLE_RATE = 24_000
 FRAME_RATE = 12.5
 FRAME_SIZE = 1920  # samples per 80 ms frame
 CONFIG_FORMAT = 1
+MIN_CONTEXT = 250  # 20 s: the shortest temporal context offered as a memory knob
 
 # File names of the official model directory.
 LM_WEIGHTS = "model.safetensors"
@@ -210,6 +211,18 @@ class ModelConfig:
     lm: LMConfig = field(default_factory=LMConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
 
+    def with_context(self, context: int | None, source: str = "--context") -> ModelConfig:
+        """This configuration with a shorter temporal context (a memory knob: the KV cache holds
+        `context` frames). Longer than the model's own window is refused: it was never trained so."""
+        if context is None or context == self.lm.context:
+            return self
+        shortest = min(MIN_CONTEXT, self.lm.context)
+        if not isinstance(context, int) or isinstance(context, bool) or not shortest <= context <= self.lm.context:
+            raise ConfigError(f"{source}: the context must be between {shortest} and this model's "
+                              f"{self.lm.context} frames ({self.lm.context / FRAME_RATE / 60:.1f} minutes), got "
+                              f"{context!r}")
+        return dataclasses.replace(self, lm=dataclasses.replace(self.lm, context=context))
+
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> ModelConfig:
         _require_mapping(data, source)
@@ -325,6 +338,20 @@ def _reject_unknown(data: dict, known: set[str], where: str) -> None:
                           f"known keys: {', '.join(sorted(known))}")
 
 
+# Upper bounds far above any real model (the released one is well inside): larger values are
+# typing errors or hostile files, and would overflow tensor sizes before any memory check.
+_LIMITS = {
+    "dim": 32768, "num_heads": 1024, "num_layers": 1024, "context": 1_000_000, "text_card": 1_000_000,
+    "card": 1 << 20, "n_q": 64, "dep_q": 64, "hidden_scale": 64, "depformer_dim": 32768,
+    "depformer_dim_feedforward": 1 << 20, "depformer_num_heads": 1024, "depformer_num_layers": 1024,
+    "depformer_context": 1_000_000, "max_period": 1e12, "depformer_max_period": 1e12, "dimension": 32768,
+    "n_filters": 4096, "n_residual_layers": 64, "compress": 64, "dilation_base": 64, "kernel_size": 1024,
+    "residual_kernel_size": 1024, "last_kernel_size": 1024, "bins": 1 << 20, "input_dimension": 32768,
+    "output_dimension": 32768, "d_model": 32768, "dim_feedforward": 1 << 20, "num_codebooks": 64,
+    "layer_scale": 1e6, "existing_text_padding_id": 1 << 20, "disable_norm_outer_blocks": 64,
+}
+
+
 def _check_type(key: str, value, kind, where: str):
     """Checks one JSON value against the annotated type; returns it converted (lists to tuples)."""
     ok_types = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
@@ -335,6 +362,9 @@ def _check_type(key: str, value, kind, where: str):
             raise ConfigError(f"{where}: key {key!r} must be {kind.__name__}, got {value!r}")
         if kind in (int, float) and value <= 0 and key not in ("disable_norm_outer_blocks", "existing_text_padding_id"):
             raise ConfigError(f"{where}: key {key!r} must be positive, got {value!r}")
+        if kind in (int, float) and key in _LIMITS and value > _LIMITS[key]:
+            raise ConfigError(f"{where}: key {key!r} = {value!r} is beyond any model this app can run "
+                              f"(at most {_LIMITS[key]:g}); is the file damaged?")
         return value
     raise TypeError(kind)
 
@@ -352,6 +382,8 @@ def _build(cls, data, where: str):
         if origin is tuple:
             if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
                 raise ConfigError(f"{where}: key {key!r} must be a list of integers, got {value!r}")
+            if len(value) > 64 or any(not -(1 << 20) <= v <= 1 << 20 for v in value):
+                raise ConfigError(f"{where}: key {key!r} holds values beyond any model this app can run")
             values[key] = tuple(value)
         elif type(None) in args:  # Optional[...]
             if value is None:

@@ -10,7 +10,14 @@ buffer) and one device-to-host copy (PCM, text id and its probability packed in 
 
 Capture modes: "off" runs `_frame` eagerly (the reference for tests), "compile" runs it through
 `torch.compile(fullgraph=True)`, "cuda-graph" replays it as one captured CUDA graph; "auto" is
-"cuda-graph" on CUDA and "off" elsewhere.
+"cuda-graph" on CUDA and "off" elsewhere. Graphs come from a backend (`graphs.py`): real CUDA
+graphs sharing one memory pool, or, on the CPU and the meta device, an eager stand-in that runs
+the same capture procedure (tests of the capture logic, memory traces of the released size).
+
+Capture and warm-up need no second copy of the state: they snapshot only what the frames they
+run touch (the token ring, the KV slots written, Mimi's small states) and restore it. A capture
+that fails falls back to the eager frame, state restored, with the reason kept in
+`fallback_reason` for the caller to show once.
 
 Sampling: eagerly, draws come from the generator's `rng` in exactly the order `Generator.step`
 uses, so the eager frame step equals `encode_step -> Generator.step -> decode_step`. Captured
@@ -20,6 +27,9 @@ graph cannot take a user generator, and their outputs under sampling differ from
 
 from __future__ import annotations
 
+import logging
+import time
+import typing as tp
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +39,8 @@ from .config import FRAME_SIZE
 from .generator import Generator, GenState
 from .mimi import MimiDecoderState, MimiEncoderState
 from .sampling import sample_token
+
+log = logging.getLogger(__name__)
 
 CAPTURE_MODES = ("auto", "off", "compile", "cuda-graph")
 
@@ -75,9 +87,12 @@ class FrameStep:
         gen: the generator (its LM, sampling settings, options and rng).
         capture: "off", "compile", "cuda-graph" or "auto" (see the module docstring).
         compile_options: extra `torch.compile` arguments for "compile" (e.g. a backend).
+        graphs: the graph backend for "cuda-graph" (default: real CUDA graphs, one shared pool);
+            `graphs.EagerGraphs` runs the capture logic on any device.
     """
 
-    def __init__(self, model, gen: Generator, *, capture: str = "auto", compile_options: dict | None = None):
+    def __init__(self, model, gen: Generator, *, capture: str = "auto", compile_options: dict | None = None,
+                 graphs=None):
         if capture not in CAPTURE_MODES:
             raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
         self.mimi, self.gen, self.lm = model.mimi, gen, gen.lm
@@ -87,9 +102,10 @@ class FrameStep:
             capture = "cuda-graph" if self.device.type == "cuda" and not streamed else "off"
         if streamed and capture != "off":
             raise ValueError("a model with layers in host memory runs eagerly: use capture='off'")
-        if capture == "cuda-graph" and self.device.type != "cuda":
+        if capture == "cuda-graph" and self.device.type != "cuda" and graphs is None:
             raise ValueError("capture='cuda-graph' needs a CUDA device; use 'compile' or 'off'")
         self.capture = capture
+        self.fallback_reason: str | None = None  # why captured frames fell back to eager ones
         cfg = self.lm.cfg
         self.n, self.ct, self.max_delay = cfg.audio_per_stream, gen.ct, cfg.max_delay
         self.user_streams = list(range(1 + self.n, cfg.num_streams))
@@ -105,9 +121,14 @@ class FrameStep:
         if capture == "compile":
             options = {"fullgraph": True, "dynamic": False, **(compile_options or {})}
             self._compiled = torch.compile(self._frame, **options)
-        # "cuda-graph": (depformer steps, kv limit) -> (CUDAGraph, static output), all captured
-        # on the state buffers in `_graph_buffers`.
-        self._graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # "cuda-graph": (depformer steps, kv limit) -> (replay, static output), all captured on
+        # the state buffers in `_graph_buffers`.
+        self.graphs = None
+        if capture == "cuda-graph":
+            from .graphs import CudaGraphs
+
+            self.graphs = graphs if graphs is not None else CudaGraphs(self.device)
+        self._graphs: dict[tuple[int, int | None], tuple[tp.Callable[[], None], torch.Tensor]] = {}
         self._graph_buffers: tuple[int, int, int] | None = None
 
     # --- states ------------------------------------------------------------------------------
@@ -117,12 +138,17 @@ class FrameStep:
 
     # --- the captured part -------------------------------------------------------------------
     def _frame(self, pcm: torch.Tensor, state: GenState, codec: CodecState, depformer_steps: int,
-               rng: torch.Generator | None, kv_limit: int | None = None) -> torch.Tensor:
-        """Tensor-only frame: returns `[1920 + 2]` float32 (PCM, text id, text probability)."""
+               rng: torch.Generator | None, kv_limit: int | None = None,
+               mark: tp.Callable[[], None] | None = None) -> torch.Tensor:
+        """Tensor-only frame: returns `[1920 + 2]` float32 (PCM, text id, text probability).
+
+        `mark()` (eager timing only, see `timed`) is called after the encode and after the LM."""
         s, gen = self.gen.sampling, self.gen
         cache, provided = state.cache, state.provided
         B, S, _ = cache.shape
         codes = self.mimi.encode_step(pcm, codec.enc)  # [B, n, 1]
+        if mark is not None:
+            mark()
         # The temporal pass has run once per call after the first, so the generator's offset is
         # the temporal cache's offset + 1: ring columns follow from device data alone.
         off = state.lm.offset + 1  # [1]
@@ -145,6 +171,8 @@ class FrameStep:
         cache[:, :m].scatter_(2, tgt[:, :m], torch.stack(tokens, dim=1)[..., None])
         provided.scatter_(2, inp, False)
         out = cache.gather(2, ((off + self._out_shift) % self.ct).view(1, S, 1).expand(B, S, 1))  # [B, S, 1]
+        if mark is not None:
+            mark()
         pcm_out = self.mimi.decode_step(out[:, 1:1 + self.n], codec.dec)  # [B, 1, 1920]
         prob = torch.softmax(text_logits.float(), dim=-1).gather(-1, tokens[0][:, None])[:, 0]
         reported = codec.text_prob.clone()
@@ -183,46 +211,84 @@ class FrameStep:
 
     def _run(self, state: GenState, codec: CodecState, steps: int, limit: int | None) -> torch.Tensor:
         # One compiled variant / captured graph per cache part read (GeneratorOptions.kv_buckets).
-        if self.capture == "off":
-            return self._frame(self._pcm_dev, state, codec, steps, self.gen.rng, limit)
         if self.capture == "compile":
-            return self._compiled(self._pcm_dev, state, codec, steps, None, limit)
-        buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr())
-        if self._graph_buffers != buffers:  # other states: graphs captured on the old ones are stale
-            self._graphs.clear()
-            self._graph_buffers = buffers
-        key = (steps, limit)
-        if key not in self._graphs:
-            self._graphs[key] = self._capture_graph(state, codec, steps, limit)
-        graph, out = self._graphs[key]
-        graph.replay()
-        return out
+            try:
+                return self._compiled(self._pcm_dev, state, codec, steps, None, limit)
+            except Exception as exc:  # e.g. no working C compiler or Triton: the eager frame still runs
+                self._fall_back(f"compiling the frame failed ({type(exc).__name__}: {exc})")
+        if self.capture == "cuda-graph":
+            buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr())
+            if self._graph_buffers != buffers:  # other states: graphs captured on the old ones are stale
+                self.release_graphs()
+                self._graph_buffers = buffers
+            key = (steps, limit)
+            if key not in self._graphs:
+                self._capture(state, codec, steps, limit)
+            if key in self._graphs:
+                replay, out = self._graphs[key]
+                replay()
+                return out
+        return self._frame(self._pcm_dev, state, codec, steps, self.gen.rng, limit)
 
-    def _capture_graph(self, state: GenState, codec: CodecState, steps: int, limit: int | None):
-        """Captures `_frame` on the given states' buffers; the states are left unchanged."""
-        g_snap, c_snap = state.snapshot(), codec.snapshot()
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):  # warm-up off the graph: lazy inits, cuBLAS workspaces
-                self._frame(self._pcm_dev, state, codec, steps, None, limit)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        # Each graph keeps its own memory pool: a frame's activations are small (tens of MB), and
-        # shared pools are only safe when graphs replay in the order they were captured.
-        with torch.cuda.graph(graph):
-            out = self._frame(self._pcm_dev, state, codec, steps, None, limit)
-        state.restore(g_snap)
-        codec.restore(c_snap)
-        return graph, out
+    def _capture(self, state: GenState, codec: CodecState, steps: int, limit: int | None) -> None:
+        """Captures `_frame` on the given states' buffers; the states are left unchanged. The
+        capture runs three frames (two warm-up frames off the graph, then the captured one), so
+        only what three frames touch is saved and restored."""
+        g_snap, c_snap = state.snapshot_touched(3), codec.snapshot()
+        try:
+            self._graphs[(steps, limit)] = self.graphs.capture(
+                lambda: self._frame(self._pcm_dev, state, codec, steps, None, limit))
+        except Exception as exc:  # the frame still runs eagerly, from the same state
+            self._fall_back(f"capturing the frame as a CUDA graph failed ({type(exc).__name__}: {exc})")
+        finally:
+            state.restore_touched(g_snap)
+            codec.restore(c_snap)
+
+    def _fall_back(self, reason: str) -> None:
+        log.warning("frames run eagerly from now on: %s", reason)
+        self.fallback_reason = reason
+        self.capture = "off"
+        self.release_graphs()
+
+    def release_graphs(self) -> None:
+        """Drops every captured graph (and, with them, their memory pool)."""
+        self._graphs.clear()
+        if self.graphs is not None:
+            self.graphs.release()
 
     def __call__(self, state: GenState, codec: CodecState, user_pcm: np.ndarray) -> FrameResult:
+        return self._step(state, codec, user_pcm)
+
+    def timed(self, state: GenState, codec: CodecState, user_pcm: np.ndarray
+              ) -> tuple[FrameResult, tuple[float, float, float]]:
+        """One eager frame, synchronised after each part: (result, (encode, LM, decode) seconds).
+        The three add up to the frame (the copies in and out count with encode and decode)."""
+        marks = [time.perf_counter()]
+
+        def mark() -> None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            marks.append(time.perf_counter())
+
+        result = self._step(state, codec, user_pcm, mark)
+        marks.append(time.perf_counter())
+        return result, (marks[1] - marks[0], marks[2] - marks[1], marks[3] - marks[2])
+
+    def _step(self, state: GenState, codec: CodecState, user_pcm: np.ndarray,
+              mark: tp.Callable[[], None] | None = None) -> FrameResult:
         self._check(state, user_pcm)
-        steps = self._depformer_steps(state)
+        steps = self._depformer_steps(state) if mark is None or self.capture == "off" else self.lm.cfg.dep_q
         self._pcm_host.copy_(torch.from_numpy(np.asarray(user_pcm, dtype=np.float32)))
         self._pcm_dev.view(-1).copy_(self._pcm_host, non_blocking=True)  # the frame's one H2D copy
-        packed = self._run(state, codec, steps, self.gen.kv_limit(state))
-        self._out_host.copy_(packed, non_blocking=True)  # the frame's one D2H copy
+        limit = self.gen.kv_limit(state)
+        if mark is None:
+            packed = self._run(state, codec, steps, limit)
+        else:
+            packed = self._frame(self._pcm_dev, state, codec, steps, self.gen.rng, limit, mark)
+        if packed.is_meta:  # traces of the released size on the meta device: shapes, no values
+            self._out_host.zero_()
+        else:
+            self._out_host.copy_(packed, non_blocking=True)  # the frame's one D2H copy
         # Host bookkeeping, mirroring Generator._prepare/_run (no device reads).
         inp = (state.offset - 1) % self.ct
         for k in self.user_streams:
@@ -242,12 +308,14 @@ class FrameStep:
         if self.capture == "off":
             return
         self._check(state, np.zeros(FRAME_SIZE, dtype=np.float32))
-        g_snap, c_snap = state.snapshot(), codec.snapshot()
+        g_snap, c_snap = state.snapshot_touched(1), codec.snapshot()
         self._pcm_dev.zero_()
         steps = self._depformer_steps(state)
         # A larger limit than needed is still exact (the extra slots are empty and masked).
         for limit in self.gen.kv_limits_ahead(state):
             for _ in range(2):  # the second call checks that nothing recompiles or re-captures
                 self._run(state, codec, steps, limit)
-                state.restore(g_snap)
+                state.restore_touched(g_snap)
                 codec.restore(c_snap)
+                if self.capture == "off":  # fell back: nothing more to prepare
+                    return

@@ -63,6 +63,41 @@ class GenState:
         self.offset = snap.offset
         self.lm.copy_(snap.lm)
 
+    def snapshot_touched(self, frames: int) -> TouchedSnapshot:
+        """What the next `frames` model calls change: the token ring, the counters and the KV slots
+        they write (a few columns per layer instead of the whole cache, which `snapshot` copies).
+        The depformer cache is not kept: every frame rewrites it before reading it."""
+        capacity = self.lm.keys[0].shape[2]
+        slots = (self.lm.offset + torch.arange(frames, device=self.lm.offset.device)) % capacity  # device-side
+        return TouchedSnapshot(self.cache.clone(), self.provided.clone(), [row[:] for row in self.provided_host],
+                               self.offset, self.lm.offset.clone(), slots,
+                               [k.index_select(2, slots) for k in self.lm.keys],
+                               [v.index_select(2, slots) for v in self.lm.values])
+
+    def restore_touched(self, snap: TouchedSnapshot) -> None:
+        """Undoes at most `frames` model calls since `snap` was taken, in place."""
+        self.cache.copy_(snap.cache)
+        self.provided.copy_(snap.provided)
+        self.provided_host = [row[:] for row in snap.provided_host]
+        self.offset = snap.offset
+        self.lm.offset.copy_(snap.lm_offset)
+        for dst, src in zip(self.lm.keys + self.lm.values, snap.keys + snap.values):
+            dst.index_copy_(2, snap.slots, src)
+
+
+@dataclass
+class TouchedSnapshot:
+    """`GenState.snapshot_touched`: the token ring and the KV cache columns a few frames write."""
+
+    cache: torch.Tensor
+    provided: torch.Tensor
+    provided_host: list[list[bool]]
+    offset: int
+    lm_offset: torch.Tensor  # [1]
+    slots: torch.Tensor  # [frames] KV slots saved
+    keys: list[torch.Tensor]  # per layer [B, H, frames, D]
+    values: list[torch.Tensor]
+
 
 @dataclass
 class StepOutput:
@@ -112,8 +147,11 @@ class Generator:
         ]
 
     # --- state -------------------------------------------------------------------------------
-    def init_state(self, batch_size: int = 1) -> GenState:
-        lm_state, dep_state = self.lm.init_state(batch_size)
+    def init_state(self, batch_size: int = 1, capacity: int | None = None) -> GenState:
+        """A fresh state. `capacity` (default: the model's context) sizes the temporal KV ring: a
+        smaller ring gives identical results as long as fewer frames are written (a voice prompt
+        recorded on its own needs only its own length)."""
+        lm_state, dep_state = self.lm.init_state(batch_size, capacity)
         cache = torch.full((batch_size, self.num_streams, self.ct), UNGENERATED_TOKEN, dtype=torch.long,
                            device=self.device)
         provided = torch.zeros(batch_size, self.num_streams, self.ct, dtype=torch.bool, device=self.device)
@@ -193,11 +231,11 @@ class Generator:
         Host arithmetic only: the temporal pass runs once per model call after the first step of
         a reset, so it has written `state.offset - 1` keys before this call.
         """
-        capacity = self.lm.cfg.context
+        capacity = state.lm.keys[0].shape[2]
         written = max(state.offset - 1, 0) + tokens  # offset 0 runs no model call
         if self.options.kv_buckets <= 1 or written >= capacity:
             return None
-        part = self._kv_part()
+        part = self._kv_part(capacity)
         limit = -(-written // part) * part
         return limit if limit < capacity else None
 
@@ -206,11 +244,12 @@ class Generator:
         first = self.kv_limit(state)
         if first is None:
             return [None]
-        return [*range(first, self.lm.cfg.context, self._kv_part()), None]
+        capacity = state.lm.keys[0].shape[2]
+        return [*range(first, capacity, self._kv_part(capacity)), None]
 
-    def _kv_part(self) -> int:
+    def _kv_part(self, capacity: int) -> int:
         """Slots in one of the `kv_buckets` equal parts of the temporal ring (rounded up)."""
-        return -(-self.lm.cfg.context // self.options.kv_buckets)
+        return -(-capacity // self.options.kv_buckets)
 
     def _run(self, state: GenState, return_logits: bool, embeddings: torch.Tensor | None) -> StepOutput:
         inp, tgt = (state.offset - 1) % self.ct, state.offset % self.ct

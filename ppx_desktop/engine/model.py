@@ -12,7 +12,16 @@ from pathlib import Path
 import torch
 
 from .checkpoint import lm_plan, load_weights
-from .config import LM_WEIGHTS, MIMI_WEIGHTS, PPX_CONFIG, TEXT_TOKENIZER, VOICES_DIR, ModelConfig, load_model_config
+from .config import (
+    FRAME_RATE,
+    LM_WEIGHTS,
+    MIMI_WEIGHTS,
+    PPX_CONFIG,
+    TEXT_TOKENIZER,
+    VOICES_DIR,
+    ModelConfig,
+    load_model_config,
+)
 from .lm import LMModel
 from .mimi import Mimi
 from .offload import LayerStreamer, OffloadPlan, plan_offload
@@ -98,14 +107,14 @@ class LoadedModel:
 
 def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str,
                         offload: OffloadPlan | None = None) -> None:
-    """Raises ModelError if the GPU's free memory is below the estimate, naming a precision that fits,
-    or else how many layers to keep in host memory."""
-    from .quant import estimate_memory
+    """Raises ModelError if the GPU's free memory is below the memory plan, naming a precision or a
+    context length that fits, or else how many layers to keep in host memory."""
+    from .memory import plan_memory, precision_name
 
     if device.type != "cuda":
         return
     free, _total = torch.cuda.mem_get_info(device)
-    need = estimate_memory(config, dtype, quant)
+    need = plan_memory(config, precision_name(dtype, quant)).total
     if offload is not None and offload.layers:  # those layers stay on the host; two staging sets do not
         need -= (len(offload.layers) - min(2, len(offload.layers))) * offload.layer_bytes
     if need <= free:
@@ -115,20 +124,38 @@ def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.
 
 def memory_advice(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str, need: int,
                   free: int) -> str:
-    """What to say when `need` bytes do not fit in `free`: a precision that fits, else offloading."""
-    from .quant import fitting_precisions
+    """What to say when `need` bytes do not fit in `free`: a precision that fits, else a shorter
+    context, else offloading layers."""
+    from .memory import GiB, fitting_context, precision_name
+    from .quant import available_quants
 
-    chosen = quant if quant != "none" else str(dtype).removeprefix("torch.")
-    head = f"{chosen} needs about {need / 2**30:.1f} GiB of GPU memory but only {free / 2**30:.1f} GiB is free"
+    chosen = precision_name(dtype, quant)
+    head = f"{chosen} needs about {need / GiB:.1f} GiB of GPU memory but only {free / GiB:.1f} GiB is free"
     fits = fitting_precisions(config, free, device)
     if fits:
         return f"{head}: use {' or '.join(fits)} (--quant {'none' if fits[0] == 'bfloat16' else fits[0]})"
+    smallest = available_quants(device)[-1]
+    context = fitting_context(config, smallest, free)
+    if context is not None:
+        return (f"{head}, and no precision fits with the full {config.lm.context}-frame context. Close other "
+                f"programs using the GPU, or keep a shorter context: --quant {smallest} --context {context} "
+                f"({context / FRAME_RATE / 60:.1f} minutes of conversation in view)")
     try:
-        plan = plan_offload(config, free, torch.bfloat16, "int8")
+        plan = plan_offload(config, free, torch.bfloat16, smallest)
     except ValueError:
         return f"{head}: no precision fits, even with layers in host memory: use a GPU with more memory"
     return (f"{head}, and no precision fits entirely. Close other programs using the GPU, or keep layers in "
-            f"host memory: --quant int8 --offload-layers {len(plan.layers)}. {plan.summary()}")
+            f"host memory: --quant {smallest} --offload-layers {len(plan.layers)}. {plan.summary()}")
+
+
+def fitting_precisions(config: ModelConfig, free_bytes: int, device: torch.device, context: int | None = None
+                       ) -> list[str]:
+    """The precisions ("bfloat16", "int8", "int4") whose memory plan fits in `free_bytes`, largest first."""
+    from .memory import plan_memory
+    from .quant import available_quants
+
+    names = ["bfloat16" if q == "none" else q for q in available_quants(device)]
+    return [p for p in names if plan_memory(config, p, context, "cuda").total <= free_bytes]  # GPU memory
 
 
 # Share of the peak memory bandwidth a decoder step achieves in practice (60-70 % is typical);
@@ -143,33 +170,92 @@ def device_bandwidth(device: torch.device) -> float | None:
     return 2 * clock_khz * 1000 * bus_bits / 8 if clock_khz and bus_bits else None
 
 
-def choose_quant(config: ModelConfig, dtype: torch.dtype, free_bytes: int, bandwidth: float | None = None) -> str:
-    """`quant="auto"` on a GPU: the model's own precision if it fits in `free_bytes` and, with the
-    device's peak `bandwidth` known, can be read within a frame; else int8 (half the bytes; when it
-    does not fit either, offloading can complete it)."""
-    from .config import FRAME_RATE
-    from .quant import estimate_memory
+def keeps_real_time(config: ModelConfig, precision: str, bandwidth: float | None) -> bool:
+    """Whether a GPU of peak `bandwidth` can move one frame of `precision` (measured bytes, full
+    context window) within 80 ms at the usual achieved share; unknown bandwidth counts as yes."""
+    from .framecost import frame_bytes
 
-    parts = estimate_memory(config, dtype, "none", parts=True)
-    if parts["total"] > free_bytes:
-        return "int8"
-    per_frame = parts["weights"] + parts["kv_cache"]
-    if bandwidth is not None and per_frame * FRAME_RATE > ACHIEVED_BANDWIDTH * bandwidth:
-        return "int8"  # fits, but too slow for live conversation (a DGX Spark in bfloat16)
-    return "none"
+    if bandwidth is None:
+        return True
+    return frame_bytes(config, precision, config.lm.context) * FRAME_RATE <= ACHIEVED_BANDWIDTH * bandwidth
+
+
+def choose_quant(config: ModelConfig, dtype: torch.dtype, free_bytes: int, bandwidth: float | None = None,
+                 int4: bool = True) -> str:
+    """`quant="auto"` on a GPU: the first of bfloat16, int8, int4 (if the GPU runs it) that fits in
+    `free_bytes` and, with the device's peak `bandwidth` known, can be read within a frame; of
+    those that fit but are too slow, the fastest; when none fits, the smallest (offloading or a
+    shorter context completes it)."""
+    from .memory import plan_memory
+
+    kinds = ["none", "int8", "int4"] if int4 else ["none", "int8"]
+    names = {q: ("bfloat16" if q == "none" else q) for q in kinds}
+    fitting = [q for q in kinds if plan_memory(config, names[q]).total <= free_bytes]
+    for q in fitting:
+        if keeps_real_time(config, names[q], bandwidth):
+            return q
+    return fitting[-1] if fitting else kinds[-1]
+
+
+def host_memory_available() -> int | None:
+    """Bytes of RAM free now (Linux; None where there is no cheap reading)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_host_memory(config: ModelConfig, dtype: torch.dtype, quant: str, source: str = "this model") -> None:
+    """On the CPU the model lives in RAM: refuse up front rather than be killed for lack of memory."""
+    from .memory import GiB, plan_memory, precision_name
+
+    available = host_memory_available()
+    if available is None:
+        return
+    need = plan_memory(config, precision_name(dtype, quant), device_type="cpu").device_bytes
+    if need > available:
+        raise ModelError(f"{source} needs about {need / GiB:.1f} GiB of RAM in {str(dtype).removeprefix('torch.')}"
+                         f"{'' if quant == 'none' else ' with ' + quant} weights but {available / GiB:.1f} GiB is "
+                         "free: use --dtype bfloat16 (half of float32) or --quant int8, or a smaller model")
+
+
+def _fit_context(config: ModelConfig, dtype: torch.dtype, quant: str, free: int) -> ModelConfig:
+    """The config with the longest context that fits `free` in this precision (unchanged if the
+    full one fits, or if none from one minute up does: offloading takes over then)."""
+    import logging
+
+    from .memory import fitting_context, plan_memory, precision_name
+
+    name = precision_name(dtype, quant)
+    if plan_memory(config, name).total <= free:
+        return config
+    context = fitting_context(config, name, free)
+    if context is None or context >= config.lm.context:
+        return config
+    logging.getLogger(__name__).info("context shortened to %d frames to fit %s in %.1f GiB", context, name,
+                                     free / 2**30)
+    return config.with_context(context)
 
 
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
-               *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0) -> LoadedModel:
-    """Loads a model directory; `quant` ("none", "int8", "fp8") quantises the LM's linear layers
+               *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0,
+               context: int | None = None, max_context: int | None = None) -> LoadedModel:
+    """Loads a model directory; `quant` ("none", "int8", "int4") quantises the LM's linear layers
     tensor by tensor while loading (the full-precision LM never exists on the device); "auto"
     picks the best that fits the GPU's free memory (`choose_quant`), "none" on the CPU.
 
     `offload_layers` temporal layers stay in host memory and stream to the GPU every frame
     (offload.py; turn-based only); None: as many as the GPU's free memory requires (maybe none).
+    `context` shortens the temporal context (frames of conversation in view) to save memory;
+    `max_context` caps it (the app's setting, for models of any context). With `quant="auto"` on a
+    GPU where even the smallest precision does not fit with the context asked for, the longest
+    context that fits is taken (before resorting to layers in host memory).
     """
     from ..assets.tokenizer import TextTokenizer
-    from .quant import QuantError, check_quant, convert_for_quant, quantizing_converter
+    from .config import ConfigError
+    from .quant import QuantError, available_quants, check_quant, convert_for_quant, packing_for, quantizing_converter
 
     model_dir = Path(model_dir).expanduser()
     if not model_dir.is_dir():
@@ -179,11 +265,19 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
         raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
                          "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
     config = load_model_config(model_dir)
+    if context is None and max_context is not None:
+        context = min(max_context, config.lm.context)
+    try:
+        config = config.with_context(context)
+    except ConfigError as exc:
+        raise ModelError(str(exc)) from exc
     dev = resolve_device(device)
     lm_dtype = resolve_dtype(dtype, dev)
     if quant == "auto":
         quant = "none" if dev.type != "cuda" else choose_quant(config, lm_dtype, torch.cuda.mem_get_info(dev)[0],
-                                                               device_bandwidth(dev))
+                                                               device_bandwidth(dev), "int4" in available_quants(dev))
+        if dev.type == "cuda":
+            config = _fit_context(config, lm_dtype, quant, torch.cuda.mem_get_info(dev)[0])
     try:
         check_quant(quant, dev)
     except QuantError as exc:
@@ -196,8 +290,11 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
             raise ModelError(str(exc)) from exc
     elif offload_layers:
         raise ModelError("--offload-layers keeps layers in host memory for a GPU: it needs --device cuda")
-    if check_memory:
-        check_device_memory(config, dev, lm_dtype, quant, plan)
+    if check_memory:  # before anything is built: an absurd config file is refused here
+        if dev.type == "cuda":
+            check_device_memory(config, dev, lm_dtype, quant, plan)
+        else:
+            check_host_memory(config, lm_dtype, quant, source=f"the model in {model_dir}")
     tokenizer = TextTokenizer.load(model_dir / TEXT_TOKENIZER)
     if tokenizer.vocab_size != config.lm.text_card:
         raise ModelError(f"{model_dir / TEXT_TOKENIZER} has {tokenizer.vocab_size} pieces but the model expects "
@@ -211,9 +308,10 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
         load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan, on_host=on_host)
     else:
         qlm = LMModel(config.lm, device="meta", dtype=lm_dtype)
-        keys = convert_for_quant(qlm, quant)
+        packing = packing_for(dev)
+        qplan = convert_for_quant(qlm, quant, packing)
         load_weights(lm, model_dir / LM_WEIGHTS, device=dev, dtype=lm_dtype, plan_fn=lm_plan,
-                     convert=quantizing_converter(keys, quant, lm_dtype), target=qlm, on_host=on_host)
+                     convert=quantizing_converter(qplan, quant, lm_dtype, packing), target=qlm, on_host=on_host)
         lm = qlm
     if on_host is not None:
         LayerStreamer(lm, plan, dev)

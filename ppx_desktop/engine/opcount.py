@@ -9,6 +9,7 @@ the released architecture's depth and stream layout at a width a laptop runs in 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 
 import torch
@@ -106,38 +107,51 @@ def count_ops(fn, *args, **kwargs) -> tuple[int, OpCounter]:
     return counter.total, counter
 
 
-def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str = "none", seed: int = 0):
+def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str = "none", seed: int = 0,
+                 untracked=contextlib.nullcontext):
     """A LoadedModel with random weights, built tensor by tensor (the released size fits 24 GB of RAM
-    in bf16: no float32 copy of the LM ever exists, only one tensor at a time)."""
+    in bf16: no float32 copy of the LM ever exists, only one tensor at a time). On the meta device
+    only shapes exist (memory and byte traces of the released size).
+
+    `untracked()` wraps the building of the meta shape templates (a memory tracker's `paused`)."""
     from pathlib import Path
 
+    from .checkpoint import conversion_order
     from .lm import LMModel
     from .mimi import Mimi
     from .model import LoadedModel
-    from .quant import convert_for_quant, quantizing_converter
+    from .quant import convert_for_quant, packing_for, quantizing_converter
 
     gen = torch.Generator().manual_seed(seed)
-    float_lm = LMModel(config.lm, device="meta", dtype=dtype)
-    lm = LMModel(config.lm, device="meta", dtype=dtype)
-    convert = quantizing_converter(convert_for_quant(lm, quant), quant, dtype) if quant != "none" else None
+    packing = packing_for(device)
+    with untracked():
+        float_lm = LMModel(config.lm, device="meta", dtype=dtype)
+        shapes = {key: t.shape for key, t in float_lm.state_dict().items()}
+        del float_lm
+        lm = LMModel(config.lm, device="meta", dtype=dtype)
+        convert = quantizing_converter(convert_for_quant(lm, quant, packing), quant, dtype, packing)
     loaded: dict[str, torch.Tensor] = {}
-    for key, meta in float_lm.state_dict().items():
+    for key in conversion_order(shapes):
+        shape = shapes[key]
+        if torch.device(device).type == "meta":  # shapes only: traces of the released size
+            loaded.update(convert(key, torch.empty(shape, device="meta")))
+            continue
         if key.endswith("alpha"):
-            t = torch.ones(meta.shape)
+            t = torch.ones(shape)
         elif "emb" in key.split(".")[0]:
-            t = 0.3 * torch.randn(meta.shape, generator=gen)
+            t = 0.3 * torch.randn(shape, generator=gen)
         else:
-            bound = meta.shape[-1] ** -0.5
-            t = torch.empty(meta.shape).uniform_(-bound, bound, generator=gen)
-        t = t.to(device)
-        loaded.update(convert(key, t) if convert is not None else {key: t.to(dtype)})
+            bound = shape[-1] ** -0.5
+            t = torch.empty(shape).uniform_(-bound, bound, generator=gen)
+        loaded.update(convert(key, t.to(device)))
         del t
     lm.load_state_dict(loaded, strict=True, assign=True)
     del loaded
     mimi = Mimi(config.mimi, device=device)
     fill_random_(mimi, seed)
     mimi.refresh_codebooks()
-    return LoadedModel(config, mimi.eval(), lm.eval(), None, Path("<random weights>"), torch.device(device), dtype)
+    return LoadedModel(config, mimi.eval(), lm.eval(), None, Path("<random weights>"), torch.device(device), dtype,
+                       quant)
 
 
 def bytes_per_frame(lm: torch.nn.Module, mimi: torch.nn.Module, depformer_steps: int, kv_bytes: int) -> int:

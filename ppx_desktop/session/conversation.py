@@ -142,24 +142,27 @@ class Conversation:
         capture: how frames run (engine/framestep.py): "auto" replays one CUDA graph per frame on
             a GPU and runs eagerly on the CPU; "off" always eager. Diagnostic turns run eagerly to
             time encode, LM and decode apart.
+        graphs: the graph backend for captured frames (engine/graphs.py; tests, memory traces).
         early_stop: when a turn counts as finished (see EarlyStop).
+
+    `start()` may be called again for another voice or persona: the state, its buffers and the
+    captured graphs are reused in place, so a new conversation needs no memory beyond the first.
     """
 
     def __init__(self, model: LoadedModel, *, sampling: SamplingConfig | None = None, seed: int | None = None,
                  options: GeneratorOptions | None = None, cache: PromptStateCache | None = None,
-                 early_stop: EarlyStop | None = None, capture: str = "auto"):
+                 early_stop: EarlyStop | None = None, capture: str = "auto", graphs=None):
         from ..engine.framestep import FrameStep
 
         self.model = model
         self.device = model.device
-        self.rng = torch.Generator(device=self.device)
-        self.rng.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        self.rng = torch.Generator(device=self.device) if self.device.type != "meta" else None
+        self.reseed(seed)
         self.gen = Generator(model.lm, sampling or SamplingConfig(), options or GeneratorOptions(), self.rng)
         self.state = self.gen.init_state(1)
-        self.frame_step = FrameStep(model, self.gen, capture=capture)
+        self.frame_step = FrameStep(model, self.gen, capture=capture, graphs=graphs)
         self.codec = self.frame_step.init_codec_state()
         self.enc, self.dec = self.codec.enc, self.codec.dec  # the eager diagnostic path shares them
-        self._warm = False
         self.cache = cache if cache is not None else PromptStateCache(folder=None, max_memory_entries=2)
         self.early_stop = early_stop or EarlyStop()
         self.num_codebooks = model.config.mimi.num_codebooks
@@ -168,6 +171,24 @@ class Conversation:
         self._start_snapshot: PromptState | None = None
         self._prev_text_probs: torch.Tensor | None = None
         self._model_key = self._model_identity(model)
+
+    def reseed(self, seed: int | None) -> None:
+        """Makes sampled answers from now on reproducible (None: a random seed)."""
+        if self.rng is not None:
+            self.rng.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        return self.gen.sampling
+
+    @property
+    def capture_fallback(self) -> str | None:
+        """Why frames run eagerly although they were to be captured (None: they are not)."""
+        return self.frame_step.fallback_reason
+
+    def close(self) -> None:
+        """Frees the captured graphs now (the state goes with the object)."""
+        self.frame_step.release_graphs()
 
     # --- prompts ----------------------------------------------------------------------------
     @staticmethod
@@ -202,34 +223,45 @@ class Conversation:
         total = voice_phase_steps(voice) + text_phase_steps(text_tokens)
         done = [0]
 
-        def tick():
-            done[0] += 1
-            if progress is not None:
+        def tick(steps: int = 1):
+            done[0] += steps
+            if progress is not None and steps == 1:  # a skipped (cached) phase only moves the count
                 progress(done[0], total)
 
         from_cache = True
         snap = self.cache.get(prompt_key, self.device)
         if snap is None:
             from_cache = False
-            after_voice = self.cache.get(voice_key, self.device)
-            if after_voice is not None:
-                after_voice.apply(self.state)
-                done[0] = voice_phase_steps(voice)
-            else:
-                self.state.reset()
-                run_voice_phase(self.gen, self.state, prompt_cfg=self.model.config.prompt, mimi=self.model.mimi,
-                                voice=voice, progress=tick)
-                self.cache.put(voice_key, PromptState.capture(self.state))
-            run_text_phases(self.gen, self.state, self.model.config.prompt, text_tokens, progress=tick)
-            snap = PromptState.capture(self.state)
+            try:
+                snap = self._run_prompts(voice, voice_key, text_tokens, tick)
+            except BaseException:
+                if self._start_snapshot is not None:  # the previous conversation stays usable
+                    self.reset()
+                raise
             self.cache.put(prompt_key, snap)
         self._start_snapshot = snap
         self.voice_name = voice.name if voice is not None else None
         self.prompt = prompt
         self.reset()
+        # Compiles or captures (leaving the state as is); after an earlier conversation on the
+        # same buffers only what this prompt's length needs and that one's did not.
+        self.frame_step.warmup(self.state, self.codec)
         if progress is not None:
             progress(total, total)
         return from_cache
+
+    def _run_prompts(self, voice: VoicePrompt | None, voice_key: str, text_tokens: list[int], tick) -> PromptState:
+        after_voice = self.cache.get(voice_key, self.device)
+        if after_voice is not None:
+            after_voice.apply(self.state)
+            tick(voice_phase_steps(voice))
+        else:
+            self.state.reset()
+            run_voice_phase(self.gen, self.state, prompt_cfg=self.model.config.prompt, mimi=self.model.mimi,
+                            voice=voice, progress=tick)
+            self.cache.put(voice_key, PromptState.capture(self.state))
+        run_text_phases(self.gen, self.state, self.model.config.prompt, text_tokens, progress=tick)
+        return PromptState.capture(self.state)
 
     def reset(self) -> None:
         """Back to the state right after the prompts: a new conversation, same voice and prompt."""
@@ -238,9 +270,6 @@ class Conversation:
         self._start_snapshot.apply(self.state)
         self.codec.reset()
         self._prev_text_probs = None
-        if not self._warm:
-            self.frame_step.warmup(self.state, self.codec)  # compiles/captures; leaves the state as is
-            self._warm = True
 
     @property
     def started(self) -> bool:
@@ -309,6 +338,10 @@ class Conversation:
         """Live duplex: one user frame [1920] in, the agent's frame [1920] and word piece out."""
         pcm, text_id = self._frame(frame)
         return pcm, self.piece(text_id)
+
+    def step_ids(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
+        """`step` with the text token id instead of its word piece (no tokenizer needed)."""
+        return self._frame(frame)
 
     # --- turns ------------------------------------------------------------------------------
     def respond_stream(self, user_audio: np.ndarray, max_steps: int = 75, early_stop: bool = True,

@@ -26,6 +26,7 @@ class LoadModel:
     dtype: str | None = None
     quant: str | None = None
     offload_layers: int | None = 0  # temporal layers kept in host memory (None: as the GPU needs)
+    context: int | None = None  # frames of conversation in view (None: the model's own)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class Reset:
 
 
 @dataclass(frozen=True)
+class CreateVoice:
+    """A custom voice from a 10-30 s recording (`assets/voices.py`), made on the inference thread."""
+
+    name: str
+    wav_path: Path | str
+    consent: bool
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
@@ -97,7 +107,7 @@ class ModelLoaded:
     voices: tuple[str, ...]
     demo: bool
     offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
-    quant: str = "none"  # the LM's linear layers: "none", "int8" or "fp8"
+    quant: str = "none"  # the LM's linear layers: "none", "int8" or "int4"
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,20 @@ class StepStats:
     underruns: int
     context_used: int
     context_size: int
+
+
+@dataclass(frozen=True)
+class VoiceCreated:
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know once that is not an error (e.g. frames run uncaptured)."""
+
+    message: str
+    kind: str
 
 
 @dataclass(frozen=True)

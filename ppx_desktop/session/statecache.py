@@ -2,7 +2,8 @@
 
 A full streaming state holds the whole 3000-slot KV cache (1.6 GB for the 7B model in bf16),
 but after the prompts only the first few hundred slots are written. A `PromptState` keeps just
-those, so snapshots cost tens of MB, fit in GPU memory beside the model and load fast from disk.
+those (tens of MB), in host memory, pinned when the model runs on a GPU: cached states cost the
+GPU nothing, and applying one is a few host-to-device copies into the live state's buffers.
 
 Two levels are cached: after the voice phase (keyed by model and voice), so switching the
 persona prompt re-runs only the text phases, and after all phases (model, voice and prompt).
@@ -41,21 +42,27 @@ class PromptState:
 
     @classmethod
     def capture(cls, state: GenState) -> PromptState:
-        lm_offset = int(state.lm.offset.item())  # one sync, outside the frame loop
+        """The written part of `state`, copied to host memory."""
+        # The temporal pass runs once per call after a reset's first: the host mirror gives the
+        # device offset without reading it.
+        lm_offset = max(state.offset - 1, 0)
         slots = min(lm_offset, state.lm.keys[0].shape[2])
-        return cls(state.cache.clone(), state.provided.clone(), [row[:] for row in state.provided_host],
-                   state.offset, lm_offset, [k[:, :, :slots].clone() for k in state.lm.keys],
-                   [v[:, :, :slots].clone() for v in state.lm.values])
+        snap = cls(_to_host(state.cache), _to_host(state.provided), [row[:] for row in state.provided_host],
+                   state.offset, lm_offset, [_to_host(k[:, :, :slots]) for k in state.lm.keys],
+                   [_to_host(v[:, :, :slots]) for v in state.lm.values])
+        if state.cache.is_cuda:
+            torch.cuda.current_stream(state.cache.device).synchronize()  # the copies were asynchronous
+        return snap
 
     def apply(self, state: GenState) -> None:
         """Writes this snapshot into `state` in place (its buffers keep their addresses)."""
-        state.cache.copy_(self.cache)
-        state.provided.copy_(self.provided)
+        state.cache.copy_(self.cache, non_blocking=True)
+        state.provided.copy_(self.provided, non_blocking=True)
         state.provided_host = [row[:] for row in self.provided_host]
         state.offset = self.offset
         # Slots past the written ones hold stale values; the attention masks them by offset.
         for dst, src in zip(state.lm.keys + state.lm.values, self.keys + self.values):
-            dst[:, :, :src.shape[2]].copy_(src)
+            dst[:, :, :src.shape[2]].copy_(src, non_blocking=True)  # from pinned memory, kept alive by self
         state.lm.offset.fill_(self.lm_offset)
 
     @property
@@ -77,16 +84,30 @@ class PromptState:
 
     @classmethod
     def load(cls, path: Path, device: torch.device) -> PromptState:
+        """Reads a saved state into host memory (pinned if `device` is a GPU)."""
         from safetensors import safe_open
 
+        pin = torch.device(device).type == "cuda"
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
             if meta.get("format") != str(FORMAT):
                 raise ValueError(f"{path}: unknown state cache format")
             layers = int(meta["layers"])
-            t = {name: f.get_tensor(name).to(device) for name in f.keys()}  # noqa: SIM118 (safe_open API)
+            t = {name: f.get_tensor(name).pin_memory() if pin else f.get_tensor(name)
+                 for name in f.keys()}  # noqa: SIM118 (safe_open API)
         return cls(t["cache"], t["provided"], json.loads(meta["provided_host"]), int(meta["offset"]),
                    int(meta["lm_offset"]), [t[f"k{i}"] for i in range(layers)], [t[f"v{i}"] for i in range(layers)])
+
+
+def _to_host(t: torch.Tensor) -> torch.Tensor:
+    """A host copy of `t`: pinned for a GPU tensor (fast, asynchronous copies both ways); for a
+    meta tensor (memory traces) an uninitialised host tensor of its shape."""
+    if t.device.type == "cpu":
+        return t.clone()
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=t.is_cuda)
+    if not t.is_meta:
+        host.copy_(t, non_blocking=True)
+    return host
 
 
 def fingerprint(*parts: object) -> str:

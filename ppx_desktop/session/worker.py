@@ -70,6 +70,7 @@ class InferenceWorker:
         self._seq = 0
         self._cancel_seq = 0
         self._stopping = False
+        self._told_fallback = False  # a capture fallback is shown once
         self.thread = threading.Thread(target=self._run, name="ppx-inference", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
@@ -135,7 +136,7 @@ class InferenceWorker:
             if isinstance(command, ev.Shutdown):
                 break
             self._handle(seq, command)
-        self.conversation = None
+        self._drop_conversation()
         self.model = None
         self._emit(ev.Status("stopped"))
 
@@ -144,6 +145,7 @@ class InferenceWorker:
         handler = {
             ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
+            ev.CreateVoice: self._create_voice,
         }.get(type(command))
         if handler is None:
             self._emit(ev.ErrorEvent(f"unknown command {name}", "internal", name))
@@ -152,7 +154,7 @@ class InferenceWorker:
         try:
             handler(seq, command)
         except Exception as exc:
-            kind, message = _describe(exc)
+            kind, message = _describe(exc, self.model)
             if kind == "internal":
                 log.error("inference thread: %s failed:\n%s", name, traceback.format_exc())
             self._emit(ev.ErrorEvent(message, kind, name))
@@ -164,7 +166,7 @@ class InferenceWorker:
     def _load(self, seq: int, cmd: ev.LoadModel) -> None:
         from ..engine.model import load_model
 
-        self.conversation = None
+        self._drop_conversation()
         self.model = None
         _free_cuda_memory()
         self.cache.clear_memory()
@@ -177,7 +179,7 @@ class InferenceWorker:
             model_dir = _downloaded_model_dir()
         self._emit(ev.Progress("load", 0, 1))
         model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, offload_layers=cmd.offload_layers,
-                           **({"quant": cmd.quant} if cmd.quant else {}))
+                           max_context=cmd.context, **({"quant": cmd.quant} if cmd.quant else {}))
         self._emit(ev.Progress("load", 1, 1))
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
@@ -189,18 +191,38 @@ class InferenceWorker:
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
-        from .conversation import Conversation
-
         if self.model is None:
             raise _UserFacing("model", "no model is loaded yet: load or download one first")
         self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
         t0 = time.perf_counter()
-        conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache)
-        cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
+        conv = next_conversation(self.conversation, self.model, cmd.sampling, cmd.seed, self.cache)
         self.conversation = conv
+        cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
+        if conv.capture_fallback and not self._told_fallback:
+            self._told_fallback = True
+            self._emit(ev.Notice("Frames run without CUDA graphs, a little slower: "
+                                 f"{conv.capture_fallback}. Details are in the log file.", "capture"))
         self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0))
         self._emit_stats(0.0, 0, conv)
         self._emit(ev.Status("idle"))
+
+    def _create_voice(self, seq: int, cmd: ev.CreateVoice) -> None:
+        """A custom voice from a recording, on this thread (the model's only user): it runs on a
+        state of its own as long as the recording, beside the conversation, which stays as it is."""
+        from ..assets.voices import create_custom_voice
+
+        if self.model is None:
+            raise _UserFacing("model", "load a model before adding a voice")
+        self._emit(ev.Status("preparing", f"voice {cmd.name}"))
+        path = create_custom_voice(self.model, cmd.name, cmd.wav_path, cmd.consent,
+                                   progress=lambda d, t: self._emit(ev.Progress("voice", d, t)))
+        self._emit(ev.VoiceCreated(cmd.name, str(path)))
+        self._emit(ev.Status("idle"))
+
+    def _drop_conversation(self) -> None:
+        if self.conversation is not None:
+            self.conversation.close()
+        self.conversation = None
 
     def _require_conversation(self):
         if self.conversation is None:
@@ -288,13 +310,55 @@ class InferenceWorker:
                                 self.underruns() if self.underruns else 0, conv.context_used, conv.context_size))
 
 
+def next_conversation(old, model, sampling, seed, cache, **options):
+    """The conversation for a new voice or persona: the old one reused in place when it can be
+    (same model and sampling: its state buffers and captured graphs serve again, so the GPU needs
+    nothing more), else a new one, built only after the old one's memory is freed. `options` go
+    to a new `Conversation` (capture, graphs)."""
+    from ..engine.sampling import SamplingConfig
+    from .conversation import Conversation
+
+    wanted = sampling or SamplingConfig()
+    if old is not None and old.model is model and old.sampling == wanted:
+        old.reseed(seed)
+        return old
+    if old is not None:
+        old.close()
+        del old
+        _free_cuda_memory()
+    return Conversation(model, sampling=wanted, seed=seed, cache=cache, **options)
+
+
 class _UserFacing(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
 
 
-def _describe(exc: Exception) -> tuple[str, str]:
+def _memory_hint(model) -> str:
+    """What fits the GPU's free memory now, in the Settings' words (the planner's figures)."""
+    import torch
+
+    base = "Close other programs using the GPU"
+    if not torch.cuda.is_available():
+        return base + "."
+    from ..engine.config import ModelConfig
+    from ..engine.memory import fitting_context
+    from ..engine.model import fitting_precisions
+
+    config = model.config if model is not None else ModelConfig()
+    free = torch.cuda.mem_get_info()[0] + (0 if model is None else torch.cuda.memory_reserved())
+    fits = fitting_precisions(config, free, torch.device("cuda"))
+    if fits:
+        return f"{base}, or choose {fits[0]} in Settings (Quantisation), which fits in {free / 2**30:.1f} GiB."
+    context = fitting_context(config, "int4", free)
+    if context is not None:
+        return (f"{base}, or choose int4 weights and a context of {context} frames ({context / 750:.1f} min) in "
+                "Settings.")
+    return f"{base}, or choose Small GPU: layers in host memory in Settings (turn-based only)."
+
+
+def _describe(exc: Exception, model=None) -> tuple[str, str]:
     """(kind, readable message) for an exception raised by a command."""
     import torch
 
@@ -302,8 +366,7 @@ def _describe(exc: Exception) -> tuple[str, str]:
         return exc.kind, str(exc)
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         _free_cuda_memory()
-        return "oom", ("the GPU ran out of memory. Close other programs using the GPU, or choose int8 weights "
-                       "in Settings (about half the memory of bfloat16).")
+        return "oom", "the GPU ran out of memory. " + _memory_hint(model)
     from ..engine.model import ModelError
 
     if isinstance(exc, (ModelError, FileNotFoundError)):

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from ..audio.vad import VadConfig
 from ..session.controller import ControllerError, ConversationController
-from ..session.events import ErrorEvent, LoadModel, Reset, StartConversation
+from ..session.events import CreateVoice, LoadModel, Reset, StartConversation, VoiceCreated  # noqa: F401
 from ..session.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class VoiceCreated:
-    name: str
-    path: str
 
 
 class EngineBridge(QObject):
@@ -97,31 +90,9 @@ class EngineBridge(QObject):
         self.controller.interrupt()
 
     def create_voice(self, name: str, wav_path, consent: bool) -> None:
-        """Makes a custom voice from a recording on the loaded model, off the GUI thread.
-
-        The worker has no command for this yet, so it runs on its own thread while the worker is
-        idle (refused otherwise, so the two never use the model at once); the result comes back as
-        `VoiceCreated` or an `ErrorEvent` on `event`.
-        """
-        import threading
-
-        from ..assets.voices import create_custom_voice
-
-        model = getattr(self.worker, "model", None)
-        if model is None or self.worker.busy:
-            self.event.emit(ErrorEvent("Load a model and wait until it is idle before adding a voice.", "input",
-                                       "CreateVoice"))
-            return
-
-        def run() -> None:
-            try:
-                path = create_custom_voice(model, name, wav_path, consent)
-            except Exception as exc:  # VoiceError messages are written for the user
-                self.event.emit(ErrorEvent(str(exc), "input", "CreateVoice"))
-            else:
-                self.event.emit(VoiceCreated(name, str(path)))
-
-        threading.Thread(target=run, name="ppx-make-voice", daemon=True).start()
+        """Makes a custom voice from a recording on the loaded model: a command to the inference
+        thread (the model's only user), answered by `VoiceCreated` or an `ErrorEvent` on `event`."""
+        self.worker.submit(CreateVoice(name, wav_path, consent))
 
     def play(self, pcm) -> None:
         """Plays audio through the output (e.g. replaying what the model heard)."""

@@ -21,7 +21,7 @@ MODES = ("ptt", "handsfree", "duplex")
 ECHO_MODES = ("aec3", "duck", "off")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float32")
-QUANTS = ("auto", "none", "int8")
+QUANTS = ("auto", "none", "int8", "int4")
 OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75

@@ -188,3 +188,90 @@ def test_cuda_graph_matches_eager(model, user_frames):
     assert text == text_ref
     for a, b in zip(results, results_ref):
         np.testing.assert_allclose(a.pcm, b.pcm, atol=1e-4, rtol=0)
+
+
+# --- capture logic on any device: the eager graph backend (engine/graphs.py) -------------------
+
+
+def test_captured_frames_equal_eager_ones_and_warmup_changes_nothing(model, user_frames):
+    from ppx_desktop.engine.graphs import EagerGraphs
+
+    greedy = SamplingConfig.greedy()
+    _, text_ref, results_ref, state_ref = frame_steps(model, greedy, user_frames, start=started, capture="off")
+    gen, state = started(model, greedy)
+    graphs = EagerGraphs()
+    fs = FrameStep(model, gen, capture="cuda-graph", graphs=graphs)
+    codec = fs.init_codec_state()
+    before = state.snapshot()
+    fs.warmup(state, codec)  # captures every KV part ahead, restoring the touched slots each time
+    assert graphs.captures == 4 and fs.fallback_reason is None
+    assert torch.equal(state.cache, before.cache) and torch.equal(state.provided, before.provided)
+    assert state.offset == before.offset and torch.equal(state.lm.offset, before.lm.offset)
+    assert all(torch.equal(a, b) for a, b in zip(state.lm.keys + state.lm.values, before.lm.keys + before.lm.values))
+    results = [fs(state, codec, frame) for frame in user_frames]  # across every part and the wrap
+    assert graphs.captures == 4  # nothing captured mid-conversation
+    assert [r.text_id for r in results] == text_ref
+    for a, b in zip(results, results_ref):
+        np.testing.assert_allclose(a.pcm, b.pcm, atol=1e-5, rtol=0)
+    assert torch.equal(state.cache, state_ref.cache)
+
+
+def test_a_failed_capture_falls_back_to_identical_eager_frames(model, user_frames):
+    """The capture fails after its two warm-up frames (state two frames ahead): the state is
+    restored and the frames run eagerly, token for token as an uninterrupted eager run."""
+    from ppx_desktop.engine.graphs import EagerGraphs
+
+    greedy = SamplingConfig.greedy()
+    _, text_ref, results_ref, state_ref = frame_steps(model, greedy, user_frames, capture="off")
+    gen, state = prompted(model, greedy)
+    failure = RuntimeError("CUDA error: operation not permitted when stream is capturing")
+    fs = FrameStep(model, gen, capture="cuda-graph", graphs=EagerGraphs(fail=failure))
+    codec = fs.init_codec_state()
+    fs.warmup(state, codec)
+    assert fs.capture == "off" and "operation not permitted" in fs.fallback_reason
+    results = [fs(state, codec, frame) for frame in user_frames]
+    assert [r.text_id for r in results] == text_ref
+    assert all(np.array_equal(a.pcm, b.pcm) for a, b in zip(results, results_ref))
+    assert torch.equal(state.cache, state_ref.cache) and state.offset == state_ref.offset
+
+
+def test_touched_snapshot_undoes_frames_like_a_full_one(model, user_frames):
+    gen, state = started(model, SamplingConfig.greedy())
+    fs = FrameStep(model, gen, capture="off")
+    codec = fs.init_codec_state()
+    for frame in user_frames[:14]:  # near the 16-slot ring's end: the next frames wrap
+        fs(state, codec, frame)
+    full, touched, c_snap = state.snapshot(), state.snapshot_touched(3), codec.snapshot()
+    first = [fs(state, codec, f).pcm for f in user_frames[14:17]]
+    state.restore_touched(touched)
+    codec.restore(c_snap)
+    assert all(torch.equal(a, b) for a, b in zip(state.lm.keys + state.lm.values, full.lm.keys + full.lm.values))
+    assert torch.equal(state.cache, full.cache) and state.offset == full.offset
+    again = [fs(state, codec, f).pcm for f in user_frames[14:17]]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_quantised_frame_traces_as_one_graph(model, user_frames, kind):
+    from ppx_desktop.engine.quant import quantize_lm
+
+    quantised = types.SimpleNamespace(config=model.config, mimi=model.mimi, lm=quantize_lm(model.lm, kind),
+                                      device=model.device)
+    _compiled_matches_eager(quantised, user_frames, {"backend": "eager"})
+
+
+def test_timed_frames_are_the_same_frames_cut_in_three(model, user_frames):
+    """`bench` times encode, LM and decode within the frames it times whole (they add up)."""
+    gen, state = prompted(model, SamplingConfig.greedy())
+    fs = FrameStep(model, gen, capture="off")
+    codec = fs.init_codec_state()
+    ref_gen, ref_state = prompted(model, SamplingConfig.greedy())
+    ref = FrameStep(model, ref_gen, capture="off")
+    ref_codec = ref.init_codec_state()
+    for frame in user_frames[:4]:
+        result, parts = fs.timed(state, codec, frame)
+        expected = ref(ref_state, ref_codec, frame)
+        assert len(parts) == 3 and all(p > 0 for p in parts)
+        assert result.text_id == expected.text_id and np.array_equal(result.pcm, expected.pcm)
+    assert state.offset == ref_state.offset and torch.equal(state.cache, ref_state.cache)

@@ -77,11 +77,14 @@ def test_plan_for_the_released_model():
         plan_offload(config, 1 * GiB, torch.bfloat16, "int8")
 
 
-def test_memory_advice_names_a_precision_then_offloading():
+def test_memory_advice_names_a_precision_then_a_context_then_offloading():
     config, cpu = ModelConfig(), torch.device("cpu")
-    assert "use int8 (--quant int8)" in memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 14 * GiB)
-    advice = memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 8 * GiB)
-    assert "--quant int8 --offload-layers" in advice and "Turn-based modes only" in advice
+    assert "use int8 or int4 (--quant int8)" in memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 14 * GiB)
+    assert "use int4 (--quant int4)" in memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 8 * GiB)
+    advice = memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 7 * GiB)
+    assert "--quant int4 --context 1250 (1.7 minutes" in advice
+    advice = memory_advice(config, cpu, torch.bfloat16, "none", 20 * GiB, 6 * GiB)
+    assert "--quant int4 --offload-layers" in advice and "Turn-based modes only" in advice
     assert "use a GPU with more memory" in memory_advice(config, cpu, torch.bfloat16, "int8", 11 * GiB, GiB // 2)
 
 
@@ -122,7 +125,9 @@ def test_automatic_precision():
     config = ModelConfig()
     assert choose_quant(config, torch.bfloat16, 24 * GiB) == "none"
     assert choose_quant(config, torch.bfloat16, 14 * GiB) == "int8"
-    assert choose_quant(config, torch.bfloat16, 8 * GiB) == "int8"  # offloading completes it
+    assert choose_quant(config, torch.bfloat16, 8 * GiB) == "int4"
+    assert choose_quant(config, torch.bfloat16, 8 * GiB, int4=False) == "int8"  # before Ampere
+    assert choose_quant(config, torch.bfloat16, 6 * GiB) == "int4"  # a shorter context or offloading completes it
     # Memory is not all: bfloat16 fits a DGX Spark (273 GB/s) but cannot be read in 80 ms there.
     assert choose_quant(config, torch.bfloat16, 100 * GiB, bandwidth=273e9) == "int8"
     assert choose_quant(config, torch.bfloat16, 24 * GiB, bandwidth=1008e9) == "none"  # RTX 4090
