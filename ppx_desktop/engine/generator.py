@@ -225,6 +225,22 @@ class Generator:
             pass
         return self._run(state, return_logits, embeddings)
 
+    def step_teacher_forced(self, state: GenState, user: torch.Tensor,
+                            column: torch.Tensor | None) -> StepOutput | None:
+        """A step with logits whose tokens are all given: `column` `[B, 17]` is what another run
+        chose at this step (its cache column `offset % CT` after the step, forced or sampled), so
+        this model sees exactly that run's history, its depformer included (quality checks).
+        None on the model-less first call after a reset."""
+        tgt = state.offset % self.ct
+        if not self._prepare(state, user, None, None):
+            return None
+        if column is not None:
+            state.cache[:, :, tgt] = column
+            state.provided[:, :, tgt] = True
+            for row in state.provided_host:
+                row[tgt] = True
+        return self._run(state, True, None)
+
     def kv_limit(self, state: GenState, tokens: int = 1) -> int | None:
         """How many temporal cache slots the next call on `tokens` frames must read (None: all).
 

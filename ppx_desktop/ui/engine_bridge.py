@@ -57,9 +57,9 @@ class EngineBridge(QObject):
     # --- commands ---
 
     def load_model(self, model_dir=None, demo: bool = False, device: str | None = None, dtype: str | None = None,
-                   quant: str | None = None, offload_layers: int | None = 0) -> None:
+                   quant: str | None = None, offload_layers: int | None = 0, context: int | None = None) -> None:
         self.worker.submit(LoadModel(model_dir=model_dir, demo=demo, device=device, dtype=dtype, quant=quant,
-                                     offload_layers=offload_layers))
+                                     offload_layers=offload_layers, context=context))
 
     def start_conversation(self, voice: str, prompt: str, sampling=None, seed: int | None = None) -> None:
         self.worker.submit(StartConversation(voice=voice, prompt=prompt, sampling=sampling, seed=seed))

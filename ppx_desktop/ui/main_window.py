@@ -188,7 +188,7 @@ class MainWindow(QMainWindow):
         self.bridge.load_model(model_dir=model_dir, demo=demo, device=None if s.device == "auto" else s.device,
                                dtype=None if s.dtype == "auto" else s.dtype,
                                quant=None if s.quant == "none" else s.quant,
-                               offload_layers=None if s.offload == "auto" else 0)
+                               offload_layers=None if s.offload == "auto" else 0, context=s.context or None)
 
     def start_conversation(self) -> None:
         s = self.settings

@@ -22,6 +22,7 @@ ECHO_MODES = ("aec3", "duck", "off")
 DEVICES = ("auto", "cuda", "cpu")
 DTYPES = ("auto", "bfloat16", "float32")
 QUANTS = ("auto", "none", "int8", "int4")
+CONTEXTS = (0, 3000, 2250, 1500, 750)  # frames (80 ms); 0 = automatic
 OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75
@@ -50,6 +51,7 @@ class Key(str, enum.Enum):
     DTYPE = "engine/dtype"
     QUANT = "engine/quant"
     OFFLOAD = "engine/offload"
+    CONTEXT = "engine/context"
     MODEL_DIR = "engine/model_dir"
     GEOMETRY = "window/geometry"
 
@@ -76,6 +78,7 @@ class AppSettings:
     dtype: str = "auto"
     quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_quant)
     offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
+    context: int = 0  # frames of conversation in view at most (0: the model's own, shortened if the GPU needs)
     model_dir: str = ""
     geometry: bytes = b""
 
@@ -86,6 +89,15 @@ def _choice(options):
         if value not in options:
             raise ValueError(value)
         return value
+    return check
+
+
+def _int_choice(options):
+    def check(value):  # the ini backend hands numbers back as strings
+        number = int(value)
+        if number not in options:
+            raise ValueError(value)
+        return number
     return check
 
 
@@ -147,6 +159,7 @@ _FIELDS = {
     "dtype": (Key.DTYPE, _choice(DTYPES)),
     "quant": (Key.QUANT, _choice(QUANTS)),
     "offload": (Key.OFFLOAD, _choice(OFFLOADS)),
+    "context": (Key.CONTEXT, _int_choice(CONTEXTS)),
     "model_dir": (Key.MODEL_DIR, str),
     "geometry": (Key.GEOMETRY, _bytes),
 }

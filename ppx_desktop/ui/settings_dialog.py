@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from .settings import DEVICES, DTYPES, QUANTS, AppSettings
+from .settings import CONTEXTS, DEVICES, DTYPES, QUANTS, AppSettings
 
 ECHO_CHOICES = [
     ("aec3", "Echo cancellation (speakers)"),
@@ -107,12 +107,14 @@ class SettingsDialog(QDialog):
         form = QFormLayout(engine)
         self.device = _combo("device", [(d, d) for d in DEVICES], settings.device)
         self.dtype = _combo("dtype", [(d, d) for d in DTYPES], settings.dtype)
-        labels = {"auto": "automatic (the best that fits the GPU)", "none": "none (the precision above)",
-                  "int8": "int8 weights (about 11.3 GiB)", "int4": "int4 weights (about 7.8 GiB; Ampere or newer)"}
-        self.quant = _combo("quant", [(q, labels.get(q, q)) for q in QUANTS], settings.quant)
+        self.quant = _combo("quant", [(q, quant_label(q)) for q in QUANTS], settings.quant)
         form.addRow("Device", self.device)
         form.addRow("Precision", self.dtype)
         form.addRow("Quantisation", self.quant)
+        self.context = _combo("context", [(c, context_label(c)) for c in CONTEXTS], settings.context)
+        self.context.setToolTip("How much of the conversation the model keeps in view. A shorter context needs "
+                                "less GPU memory; the oldest part is forgotten sooner.")
+        form.addRow("Context length", self.context)
         self.offload = _combo("offload", [("off", "whole model on the GPU"),
                                           ("auto", "layers that do not fit stream from host memory (slow; "
                                                    "turn-based only)")], settings.offload)
@@ -148,7 +150,7 @@ class SettingsDialog(QDialog):
         keep = {f: getattr(self._base, f) for f in ("mode", "voice", "prompt_preset", "prompt_text", "max_steps",
                                                      "early_stop", "model_dir", "geometry")}
         fresh = SettingsDialog(AppSettings(**keep))
-        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant", "offload"):
+        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant", "offload", "context"):
             getattr(self, name).setCurrentIndex(getattr(fresh, name).currentIndex())
         for name in ("vad_threshold", "end_silence", "temp_text", "top_k_text", "temp_audio", "top_k_audio", "seed"):
             getattr(self, name).setValue(getattr(fresh, name).value())
@@ -164,8 +166,30 @@ class SettingsDialog(QDialog):
             top_k_text=self.top_k_text.value(), temp_audio=self.temp_audio.value(),
             top_k_audio=self.top_k_audio.value(), seed=-1 if self.random_seed.isChecked() else self.seed.value(),
             device=self.device.currentData(), dtype=self.dtype.currentData(), quant=self.quant.currentData(),
-            offload=self.offload.currentData(),
+            offload=self.offload.currentData(), context=self.context.currentData(),
         )
+
+
+def quant_label(quant: str) -> str:
+    """The Settings' words for a precision, with the memory planner's figures for the released
+    model (gpucheck's thresholds, held to the planner by a test)."""
+    from ..gpucheck import BF16_FREE_GIB, INT4_FREE_GIB, INT8_FREE_GIB
+
+    return {"auto": "automatic (the best that fits the GPU)",
+            "none": f"none: the precision above (bfloat16: about {BF16_FREE_GIB:.1f} GiB of GPU memory)",
+            "int8": f"int8 weights (about {INT8_FREE_GIB:.1f} GiB)",
+            "int4": f"int4 weights (about {INT4_FREE_GIB:.1f} GiB; Ampere or newer)"}.get(quant, quant)
+
+
+def context_label(frames: int) -> str:
+    """What a context length gives (minutes in view) and costs (GiB of context cache, bfloat16)."""
+    from ..gpucheck import FULL_CONTEXT, KV_GIB_PER_1000_FRAMES
+
+    if frames == 0:
+        return "automatic (4 minutes, shorter only if the GPU needs it)"
+    saved = (FULL_CONTEXT - frames) / 1000 * KV_GIB_PER_1000_FRAMES
+    tail = "the model's full context" if frames >= FULL_CONTEXT else f"saves {saved:.2f} GiB of GPU memory"
+    return f"{frames / 750:g} minutes ({frames} frames): {tail}"
 
 
 def _channels(device, kind: str) -> bool:

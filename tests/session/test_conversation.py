@@ -196,3 +196,24 @@ def test_frame_queue_drops_stale_frames():
     assert q.dropped == 2 and len(q) == 3
     assert [q.get(0)[0] for _ in range(3)] == [2, 3, 4]
     assert q.get(timeout=0.01) is None
+
+
+def test_prompt_states_are_kept_in_host_memory(tiny_config):
+    """Cached post-prompt states cost the GPU nothing: a state on another device (meta here,
+    standing in for CUDA) is captured into host tensors and applied back in place."""
+
+    from ppx_desktop.engine.generator import Generator
+    from ppx_desktop.engine.lm import LMModel
+    from ppx_desktop.engine.sampling import SamplingConfig
+    from ppx_desktop.session.statecache import PromptState
+
+    lm = LMModel(tiny_config.lm, device="meta")
+    gen = Generator(lm, SamplingConfig.greedy())
+    state = gen.init_state(1)
+    state.offset = 11
+    snap = PromptState.capture(state)
+    assert snap.lm_offset == 10 and snap.keys[0].shape[2] == 10
+    assert all(t.device.type == "cpu" for t in (snap.cache, snap.provided, *snap.keys, *snap.values))
+    keys = state.lm.keys[0]
+    snap.apply(state)
+    assert state.lm.keys[0] is keys and state.offset == 11

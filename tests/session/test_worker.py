@@ -186,3 +186,63 @@ def test_errors_are_events_and_the_thread_survives(tiny_model_dir, tmp_path):
         assert rec.wait_for(ev.ConversationReady).voice == "NATM0"
     finally:
         assert w.shutdown(timeout=5.0)
+
+
+# --- conversation switching, voices and memory (issue 14) -------------------------------------
+
+
+def test_a_new_voice_reuses_the_conversation_in_place_and_answers_as_a_fresh_one(worker, tiny_model_dir):
+    from ppx_desktop.engine.model import load_model
+    from ppx_desktop.session.conversation import Conversation
+
+    first = worker.conversation
+    buffers = (first.state.cache.data_ptr(), first.state.lm.keys[0].data_ptr())
+    worker.submit(ev.StartConversation("VARM0", "You are a pirate.", SamplingConfig.greedy(), 0))
+    worker.rec.wait_for(ev.ConversationReady, where=lambda e: e.voice == "VARM0")
+    assert worker.conversation is first  # same state buffers, same captured graphs: no new memory
+    assert (first.state.cache.data_ptr(), first.state.lm.keys[0].data_ptr()) == buffers
+    audio = np.zeros(FRAME_SIZE * 4, np.float32)
+    worker.submit(ev.Respond(audio, max_steps=8, early_stop=False, turn_id=3))
+    got = worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 3)
+    fresh = Conversation(load_model(tiny_model_dir, device="cpu"), sampling=SamplingConfig.greedy(), seed=0)
+    fresh.start("VARM0", "You are a pirate.")
+    assert got.text == fresh.respond(audio, max_steps=8, early_stop=False).text
+    # Other sampling settings need another conversation: the old one goes first.
+    worker.submit(ev.StartConversation("NATF0", "", SamplingConfig(temp_text=0.5), 1))
+    worker.rec.wait_for(ev.ConversationReady, where=lambda e: e.voice == "NATF0")
+    assert worker.conversation is not first
+
+
+def test_custom_voice_is_made_on_the_inference_thread(worker, tmp_path):
+    from ppx_desktop.audio.files import write_wav_pcm16
+    from ppx_desktop.engine.tiny import synthetic_voice
+
+    wav = tmp_path / "me.wav"
+    write_wav_pcm16(wav, np.concatenate([synthetic_voice(i, seconds=4.0) for i in range(3)]))
+    offset = worker.conversation.state.offset
+    worker.submit(ev.CreateVoice("Mine", wav, consent=True))
+    made = worker.rec.wait_for(ev.VoiceCreated)
+    assert made.name == "Mine" and made.path.endswith("Mine.pt")
+    assert worker.conversation.state.offset == offset  # the conversation was not touched
+    worker.submit(ev.CreateVoice("Mine", wav, consent=False))
+    error = worker.rec.wait_for(ev.ErrorEvent)
+    assert "consent" in error.message and error.command == "CreateVoice"
+
+
+def test_out_of_memory_leaves_the_worker_usable_and_names_a_choice(worker, monkeypatch):
+    import torch
+
+    from ppx_desktop.session import conversation as conv_module
+
+    real_start = conv_module.Conversation.start
+
+    def oom(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(conv_module.Conversation, "start", oom)
+    worker.submit(ev.StartConversation("VARF0", "", SamplingConfig.greedy(), 0))
+    error = worker.rec.wait_for(ev.ErrorEvent)
+    assert error.kind == "oom" and "ran out of memory" in error.message and "Close other programs" in error.message
+    monkeypatch.setattr(conv_module.Conversation, "start", real_start)
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE * 2, np.float32), max_steps=3, early_stop=False, turn_id=9))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 9).steps == 3
