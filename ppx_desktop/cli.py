@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "voices": ("ppx_desktop.commands.voices", "list preset and custom voices; add or remove your own"),
     "bench": ("ppx_desktop.commands.bench", "time one 80 ms frame here: ms per part, ops, memory, bandwidth"),
     "respond": ("ppx_desktop.commands.respond", "turn-based: WAV turns in, the agent's answers out (one conversation)"),
+    "transcribe": ("ppx_desktop.commands.transcribe", "WAV in, the words said and their times out (speech-to-text)"),
 }
 
 
