@@ -2,10 +2,10 @@
 
 `make_tiny_model(dir)` writes a complete model directory: LM and Mimi safetensors with the
 official key names, `ppx_config.json`, a small trained SentencePiece model with ids 0..3 special
-as in the real one, and four preset voices as `.pt` files made by running the voice-prompt
-phase on synthetic voices, and in `stt/` a tiny speech-to-text model in the layout of
-`kyutai/stt-1b-en_fr` sharing its codec (tiny_stt.py). Unlike the reference's fixture model, the LM's context is longer
-than the prompt phases, so the voice and the persona prompt really shape the outputs.
+as in the real one, four preset voices as `.pt` files made by running the voice-prompt phase on
+synthetic voices, and in `stt/` a tiny speech-to-text model in the layout of `kyutai/stt-1b-en_fr`
+that shares the codec (tiny_stt.py). Unlike the reference's fixture model, the LM's context is
+longer than the prompt phases, so the voice and the persona prompt really shape the outputs.
 """
 
 from __future__ import annotations
