@@ -13,9 +13,10 @@ from pathlib import Path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stt-model-dir", type=Path, required=True,
+    p.add_argument("--stt-model-dir", type=Path, default=None,
                    help="speech-to-text model directory: the files of kyutai/stt-1b-en_fr (config.json, its "
-                        "weights, text tokenizer and Mimi), or DIR/stt of a make-tiny-model directory")
+                        "weights, text tokenizer and Mimi), or DIR/stt of a make-tiny-model directory; default: "
+                        "the one `ppx-desktop download --with-transcription` fetched")
     p.add_argument("--input-wav", type=Path, required=True, help="the recording (any rate, mono or stereo)")
     p.add_argument("--output-text", type=Path, required=True,
                    help="where to write the words: a JSON list of {word, start, end} (seconds)")
@@ -41,7 +42,16 @@ def run(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     audio = read_audio(args.input_wav)  # first: a bad input fails before the model loads
-    stt = load_stt(args.stt_model_dir, device=args.device, dtype=args.dtype)
+    model_dir = args.stt_model_dir
+    if model_dir is None:
+        from ..assets.stt_model import find_stt_dir
+        from ..cli import UserError
+
+        model_dir = find_stt_dir()
+        if model_dir is None:
+            raise UserError("no downloaded speech-to-text model found: run `ppx-desktop download "
+                            "--with-transcription` first or pass --stt-model-dir")
+    stt = load_stt(model_dir, device=args.device, dtype=args.dtype)
     rng = None
     if args.seed is not None:
         torch.manual_seed(args.seed)
