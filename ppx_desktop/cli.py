@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "bench": ("ppx_desktop.commands.bench", "time one 80 ms frame here: ms per part, ops, memory, bandwidth"),
     "respond": ("ppx_desktop.commands.respond", "turn-based: WAV turns in, the agent's answers out (one conversation)"),
     "quant-check": ("ppx_desktop.commands.quant_check", "how close int8 or int4 weights stay to the full model"),
+    "transcribe": ("ppx_desktop.commands.transcribe", "WAV in, the words said and their times out (speech-to-text)"),
 }
 
 

@@ -94,6 +94,18 @@ class RemoteFile:
     blob_id: str | None  # other files: git's blob id (SHA-1 over "blob <size>\0" + content)
 
 
+@dataclass(frozen=True)
+class RepoFiles:
+    """What a repository must hold; `voices`: it ships `voices.tgz`, unpacked into `voices/`."""
+
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    voices: bool = False
+
+
+PERSONAPLEX_FILES = RepoFiles(REQUIRED_FILES, OPTIONAL_FILES, voices=True)
+
+
 @dataclass
 class DownloadResult:
     repo: str
@@ -470,7 +482,8 @@ def _read_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def check_model_dir(model_dir: Path, repo: str | None = None, commit: str | None = None) -> list[str]:
+def check_model_dir(model_dir: Path, repo: str | None = None, commit: str | None = None,
+                    files: RepoFiles = PERSONAPLEX_FILES) -> list[str]:
     """What is wrong with a downloaded model directory: [] when its verified-download record
     matches the files on disk (sizes; the hashes were checked when they were downloaded)."""
     marker = _read_json(model_dir / MARKER)
@@ -488,7 +501,7 @@ def check_model_dir(model_dir: Path, repo: str | None = None, commit: str | None
         elif path.stat().st_size != meta.get("size"):
             problems.append(f"{name} has {path.stat().st_size} bytes instead of {meta.get('size')}")
     voices = model_dir / VOICES_DIR
-    if not voices.is_dir() or not any(voices.glob("*.pt")):
+    if files.voices and (not voices.is_dir() or not any(voices.glob("*.pt"))):
         problems.append(f"{VOICES_DIR}/ holds no voices")
     return problems
 
@@ -502,7 +515,7 @@ def _record(repo: str, commit: str, model_dir: Path) -> None:
 
 
 def _local_complete(repo: str, revision: str | None, local_dir: Path | None,
-                    cache_dir: Path | None) -> tuple[Path, str] | None:
+                    cache_dir: Path | None, files: RepoFiles = PERSONAPLEX_FILES) -> tuple[Path, str] | None:
     """A complete download of `repo` at `revision` found without the network."""
     if local_dir is not None:
         dirs = [Path(local_dir)]
@@ -514,35 +527,36 @@ def _local_complete(repo: str, revision: str | None, local_dir: Path | None,
             commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
         dirs = [root / "snapshots" / commit] if commit else []
     for d in dirs:
-        if d.is_dir() and not check_model_dir(d, repo):
+        if d.is_dir() and not check_model_dir(d, repo, files=files):
             marker = _read_json(d / MARKER) or {}
             if not _is_commit(revision) or marker.get("commit") == revision:
                 return d, str(marker.get("commit"))
     return None
 
 
-def find_model_dir(repo: str = DEFAULT_REPO) -> Path | None:
+def find_model_dir(repo: str = DEFAULT_REPO, files: RepoFiles = PERSONAPLEX_FILES) -> Path | None:
     """The directory of a complete, verified download of `repo`: the last one this app made,
     else the Hub cache's copy of the `main` revision. No network is used."""
     entry = ((_read_json(data_dir() / RECORD) or {}).get("repos") or {}).get(repo)
     if isinstance(entry, dict) and entry.get("model_dir"):
         d = Path(entry["model_dir"])
-        if d.is_dir() and not check_model_dir(d, repo):
+        if d.is_dir() and not check_model_dir(d, repo, files=files):
             return d
-    found = _local_complete(repo, None, None, None)
+    found = _local_complete(repo, None, None, None, files)
     return found[0] if found else None
 
 
 # --- The download -------------------------------------------------------------------------------
 
 
-def _remote_files(info, repo: str) -> list[RemoteFile]:
+def _remote_files(info, repo: str, wanted: RepoFiles = PERSONAPLEX_FILES) -> list[RemoteFile]:
     siblings = {s.rfilename: s for s in (info.siblings or [])}
-    missing = [n for n in REQUIRED_FILES if n not in siblings]
+    missing = [n for n in wanted.required if n not in siblings]
     if missing:
-        raise NotFoundError(f"{repo} has no {', '.join(missing)}: it does not have the layout of {DEFAULT_REPO}")
+        layout = DEFAULT_REPO if wanted is PERSONAPLEX_FILES else "the expected repository"
+        raise NotFoundError(f"{repo} has no {', '.join(missing)}: it does not have the layout of {layout}")
     files = []
-    for name in REQUIRED_FILES + tuple(n for n in OPTIONAL_FILES if n in siblings):
+    for name in wanted.required + tuple(n for n in wanted.optional if n in siblings):
         s = siblings[name]
         lfs = s.lfs
         size = (lfs["size"] if lfs else s.size)
@@ -555,8 +569,12 @@ def _remote_files(info, repo: str) -> list[RemoteFile]:
 def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_dir: str | Path | None = None,
                    token: str | None = None, endpoint: str | None = None, cache_dir: str | Path | None = None,
                    progress: ProgressFn | None = None, cancel=None, offline: bool | None = None,
-                   log: tp.Callable[[str], None] | None = None) -> DownloadResult:
+                   log: tp.Callable[[str], None] | None = None,
+                   files: RepoFiles = PERSONAPLEX_FILES) -> DownloadResult:
     """Downloads and verifies `repo` and unpacks its voices; returns the model directory.
+
+    `files`: the repository's layout, PersonaPlex's by default (another model reuses the same
+    verified, resumable download with its own file list).
 
     Args:
         local_dir: a flat folder to hold the files; default: the Hub cache (`cache_dir` or HF_HOME's).
@@ -577,7 +595,7 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else hf_cache_dir()
     offline = is_offline() if offline is None else offline
     if offline:
-        found = _local_complete(repo, revision, local_dir, cache_dir)
+        found = _local_complete(repo, revision, local_dir, cache_dir, files)
         if found is None:
             raise NetworkError(f"offline mode is on (HF_HUB_OFFLINE) and no complete download of {repo} was found; "
                                "unset HF_HUB_OFFLINE to download it")
@@ -587,19 +605,20 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
                                                    token=token or False)
     except Exception as exc:
         error = _map_error(exc, repo, revision, bool(token), endpoint)
-        found = _local_complete(repo, revision, local_dir, cache_dir) if isinstance(error, NetworkError) else None
+        found = (_local_complete(repo, revision, local_dir, cache_dir, files)
+                 if isinstance(error, NetworkError) else None)
         if found is None:
             raise error from exc
         say(f"cannot reach {endpoint}; using the complete download in {found[0]} (not checked for updates)")
         return DownloadResult(repo, found[1], found[0], already_complete=True, offline=True)
     commit = info.sha
-    files = _remote_files(info, repo)
+    wanted, files = files, _remote_files(info, repo, files)
     if local_dir is not None:
         layout = _Layout(local_dir)
     else:
         root = _cache_repo_root(cache_dir, repo)
         layout = _Layout(root / "snapshots" / commit, root)
-    if not check_model_dir(layout.model_dir, repo, commit):
+    if not check_model_dir(layout.model_dir, repo, commit, wanted):
         _record(repo, commit, layout.model_dir)
         return DownloadResult(repo, commit, layout.model_dir, already_complete=True)
 
@@ -656,7 +675,7 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
         tmp = ref.with_name(ref.name + ".partial")
         tmp.write_text(commit, encoding="utf-8")
         tmp.replace(ref)
-    voices = extract_voices(layout.model_dir / VOICES_ARCHIVE, layout.model_dir / VOICES_DIR)
+    voices = extract_voices(layout.model_dir / VOICES_ARCHIVE, layout.model_dir / VOICES_DIR) if wanted.voices else []
     write_json_atomic(layout.model_dir / MARKER, {
         "format": 1, "repo": repo, "commit": commit, "voices": voices,
         "files": {r.name: {"size": r.size, "sha256": r.sha256, "blob_id": r.blob_id} for r in files},

@@ -92,6 +92,11 @@ class TextTokenizer:
         """Number of pieces (ids are ``0 .. vocab_size - 1``)."""
         return int(self._sp.get_piece_size())
 
+    @property
+    def eos_id(self) -> int:
+        """The end-of-sentence id the model file declares (2 in Kyutai's tokenizers; -1 if none)."""
+        return int(self._sp.eos_id())
+
     def encode(self, text: str) -> list[int]:
         """Plain SentencePiece ids for ``text`` (no BOS/EOS)."""
         return [int(i) for i in self._sp.encode(text)]

@@ -19,6 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Hugging Face access token (default: HF_TOKEN, else the stored token)")
     p.add_argument("--save-token", action="store_true",
                    help="check --token with the Hub and store it for later runs (as `hf auth login` does)")
+    p.add_argument("--with-transcription", action="store_true",
+                   help="also download the speech-to-text model kyutai/stt-1b-en_fr (about 1B parameters, "
+                        "CC-BY 4.0; with --dir it goes to DIR/stt), which transcribes what you say")
 
 
 def _bar(done: int, total: int, speed: float, eta: float | None) -> None:
@@ -51,5 +54,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"downloaded {result.repo} ({result.bytes_downloaded / 1e9:.2f} GB, revision {result.commit[:12]}) "
               f"to {result.model_dir}")
+    if args.with_transcription:
+        _download_transcription(args, show)
     print("next: `ppx-desktop status` to check the GPU")
     return 0
+
+
+def _download_transcription(args: argparse.Namespace, show: bool) -> None:
+    from ..assets.stt_model import download_stt
+
+    local = args.dir / "stt" if args.dir is not None else None
+    result = download_stt(local_dir=local, token=args.token, progress=_bar if show else None,
+                          log=lambda msg: print(msg, file=sys.stderr))
+    if show:
+        sys.stderr.write("\n")
+    if result.already_complete:
+        print(f"{result.repo} is already complete in {result.model_dir}")
+    else:
+        print(f"downloaded {result.repo} ({result.bytes_downloaded / 1e9:.2f} GB) to {result.model_dir}")

@@ -15,5 +15,6 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.tiny import make_tiny_model
 
     out = make_tiny_model(args.dir, seed=args.seed)
-    print(f"wrote a tiny random model to {out} (use it with --model-dir; it speaks noise, not words)")
+    print(f"wrote a tiny random model to {out} (use it with --model-dir; it speaks noise, not words), and a tiny "
+          f"speech-to-text model to {out / 'stt'} (use it with transcribe --stt-model-dir)")
     return 0

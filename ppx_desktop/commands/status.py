@@ -158,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
             ready = False
     custom = sorted(p.stem for p in voices_dir().glob("*.pt"))
     print(f"custom voices ({voices_dir()}): {', '.join(custom) or 'none'}")
+    from ..assets.stt_model import transcription_status
+
+    print("\n".join(transcription_status(Path(model_dir) if model_dir is not None else None)))
     gpu, why = probe_gpu()
     ok, lines = verdict(gpu, why)
     print("\n".join(lines))

@@ -120,7 +120,8 @@ def check_plan(path: Path, plan: Plan, model_shapes: dict[str, tuple[int, ...]],
 def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.device = "cpu",
                  dtype: torch.dtype | None = None, plan_fn: tp.Callable[..., Plan] = direct_plan,
                  convert: tp.Callable[[str, torch.Tensor], dict[str, torch.Tensor]] | None = None,
-                 target: nn.Module | None = None, on_host: tp.Callable[[str], bool] | None = None) -> None:
+                 target: nn.Module | None = None, on_host: tp.Callable[[str], bool] | None = None,
+                 allow_unused: tp.Callable[[str], bool] | None = None) -> None:
     """Loads `path` into `module` (typically built on the meta device), strictly.
 
     Every tensor is read from the memory-mapped file on its own, cast to `dtype` (floating point
@@ -133,6 +134,9 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
 
     Keys for which `on_host(key)` is true stay in host memory (layers streamed to the GPU, see
     offload.py), so the GPU never has to hold them.
+
+    Checkpoint keys for which `allow_unused(key)` is true may stay unread (tensors the reference
+    builds for parts that never run); any other key the module lacks is an error.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -141,7 +145,8 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
     model_sd = module.state_dict(keep_vars=True)
     model_shapes = {k: tuple(v.shape) for k, v in model_sd.items()}
     plan = plan_fn(model_shapes, infos)
-    check_plan(path, plan, model_shapes, infos)
+    unused = [k for k in infos if allow_unused(k)] if allow_unused is not None else ()
+    check_plan(path, plan, model_shapes, infos, allow_unused=unused)
     device, host = torch.device(device), torch.device("cpu")
     loaded: dict[str, torch.Tensor] = {}
     try:

@@ -121,6 +121,27 @@ class MimiConfig:
         """Stride of the learnt 25 Hz <-> 12.5 Hz resampling convolutions."""
         return int(self.encoder_frame_rate / FRAME_RATE)
 
+    def validate(self, source: str = "config", prefix: str = "") -> None:
+        """Checks that the codec's parts fit together; `prefix` names where its keys live."""
+        sea, q, tr = self.seanet, self.quantizer, self.transformer
+        if SAMPLE_RATE % sea.hop_length or (SAMPLE_RATE / sea.hop_length) % FRAME_RATE:
+            raise ConfigError(f"{source}: '{prefix}seanet.ratios' {list(sea.ratios)} do not give a whole "
+                              f"multiple of {FRAME_RATE} Hz")
+        if FRAME_SIZE % sea.hop_length:
+            raise ConfigError(f"{source}: '{prefix}seanet.ratios' hop {sea.hop_length} does not divide {FRAME_SIZE}")
+        if tr.d_model != sea.dimension or tr.input_dimension != sea.dimension or list(tr.output_dimensions) != [
+            sea.dimension
+        ]:
+            raise ConfigError(f"{source}: '{prefix}transformer' d_model/input_dimension/output_dimensions must "
+                              f"equal '{prefix}seanet.dimension' ({sea.dimension})")
+        if tr.d_model % tr.num_heads or (tr.d_model // tr.num_heads) % 2:
+            raise ConfigError(f"{source}: '{prefix}transformer.num_heads' must split d_model into even head sizes")
+        if q.input_dimension != sea.dimension or q.output_dimension != sea.dimension:
+            raise ConfigError(f"{source}: '{prefix}quantizer' input/output_dimension must equal "
+                              f"'{prefix}seanet.dimension' ({sea.dimension})")
+        if not 1 <= self.num_codebooks <= q.n_q:
+            raise ConfigError(f"{source}: '{prefix}num_codebooks' must be between 1 and n_q ({q.n_q})")
+
 
 @dataclass(frozen=True)
 class LMConfig:
@@ -268,24 +289,8 @@ class ModelConfig:
 
     def validate(self, source: str = "config") -> None:
         """Cross-field checks; raises ConfigError naming the key."""
-        sea, q, tr, lm = self.mimi.seanet, self.mimi.quantizer, self.mimi.transformer, self.lm
-        if SAMPLE_RATE % sea.hop_length or (SAMPLE_RATE / sea.hop_length) % FRAME_RATE:
-            raise ConfigError(f"{source}: 'mimi.seanet.ratios' {list(sea.ratios)} do not give a whole "
-                              f"multiple of {FRAME_RATE} Hz")
-        if FRAME_SIZE % sea.hop_length:
-            raise ConfigError(f"{source}: 'mimi.seanet.ratios' hop {sea.hop_length} does not divide {FRAME_SIZE}")
-        if tr.d_model != sea.dimension or tr.input_dimension != sea.dimension or list(tr.output_dimensions) != [
-            sea.dimension
-        ]:
-            raise ConfigError(f"{source}: 'mimi.transformer' d_model/input_dimension/output_dimensions must "
-                              f"equal 'mimi.seanet.dimension' ({sea.dimension})")
-        if tr.d_model % tr.num_heads or (tr.d_model // tr.num_heads) % 2:
-            raise ConfigError(f"{source}: 'mimi.transformer.num_heads' must split d_model into even head sizes")
-        if q.input_dimension != sea.dimension or q.output_dimension != sea.dimension:
-            raise ConfigError(f"{source}: 'mimi.quantizer' input/output_dimension must equal "
-                              f"'mimi.seanet.dimension' ({sea.dimension})")
-        if not 1 <= self.mimi.num_codebooks <= q.n_q:
-            raise ConfigError(f"{source}: 'mimi.num_codebooks' must be between 1 and n_q ({q.n_q})")
+        self.mimi.validate(source, prefix="mimi.")
+        q, lm = self.mimi.quantizer, self.lm
         if lm.n_q != 2 * self.mimi.num_codebooks:
             raise ConfigError(f"{source}: 'lm.n_q' ({lm.n_q}) must be twice 'mimi.num_codebooks' "
                               f"({self.mimi.num_codebooks}): agent and user streams")

@@ -290,13 +290,18 @@ class SplitResidualVQ(nn.Module):
         for codebook in self.rvq_first.codebooks + self.rvq_rest.codebooks:
             codebook.refresh()
 
-    def encode(self, latent: torch.Tensor) -> torch.Tensor:
-        """`[B, C, F]` -> codes `[B, num_codebooks, F]` int64."""
+    def encode(self, latent: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """`[B, C, F]` -> codes `[B, K, F]` int64 of the first K = `num_codebooks` levels (default: the
+        configured count). Level k quantises what levels 0..k-1 left, so the first K codes of a longer
+        encode are those of a K-level encode: one encode can serve models that need different counts."""
+        n = self.num_codebooks if num_codebooks is None else num_codebooks
+        if not 1 <= n <= 1 + len(self.rvq_rest.codebooks):
+            raise ValueError(f"cannot encode {n} codebooks: this codec has {1 + len(self.rvq_rest.codebooks)}")
         if latent.shape[-1] == 0:
-            return torch.empty(latent.shape[0], self.num_codebooks, 0, dtype=torch.long, device=latent.device)
+            return torch.empty(latent.shape[0], n, 0, dtype=torch.long, device=latent.device)
         codes = self.rvq_first.encode(latent, 1)
-        if self.num_codebooks > 1:
-            codes = torch.cat([codes, self.rvq_rest.encode(latent, self.num_codebooks - 1)], dim=1)
+        if n > 1:
+            codes = torch.cat([codes, self.rvq_rest.encode(latent, n - 1)], dim=1)
         return codes
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -390,9 +395,10 @@ class Mimi(nn.Module):
         """PCM `[B, 1, T]` -> unquantised latent `[B, C, ceil(T / frame_size)]` (zero-padded at the end)."""
         return self.downsample.conv(self.encoder_transformer(self.encoder(wav)))
 
-    def encode(self, wav: torch.Tensor) -> torch.Tensor:
-        """PCM `[B, 1, T]` -> codes `[B, num_codebooks, ceil(T / frame_size)]` int64."""
-        return self.quantizer.encode(self.encode_latent(wav))
+    def encode(self, wav: torch.Tensor, num_codebooks: int | None = None) -> torch.Tensor:
+        """PCM `[B, 1, T]` -> codes `[B, K, ceil(T / frame_size)]` int64, K = `num_codebooks` (default:
+        the configured count)."""
+        return self.quantizer.encode(self.encode_latent(wav), num_codebooks)
 
     def decode_latent(self, codes: torch.Tensor) -> torch.Tensor:
         """codes `[B, K, F]` -> quantised latent `[B, C, F]` (12.5 Hz)."""
@@ -430,9 +436,11 @@ class Mimi(nn.Module):
         state.first.fill_(False)
         return x
 
-    def encode_step(self, frame: torch.Tensor, state: MimiEncoderState, exact_window: bool = False) -> torch.Tensor:
-        """PCM `[B, 1, n * frame_size]` -> codes `[B, num_codebooks, n]`; the first call already emits."""
-        return self.quantizer.encode(self.encode_step_latent(frame, state, exact_window))
+    def encode_step(self, frame: torch.Tensor, state: MimiEncoderState, exact_window: bool = False,
+                    num_codebooks: int | None = None) -> torch.Tensor:
+        """PCM `[B, 1, n * frame_size]` -> codes `[B, K, n]`, K = `num_codebooks` (default: the configured
+        count); the first call already emits."""
+        return self.quantizer.encode(self.encode_step_latent(frame, state, exact_window), num_codebooks)
 
     def decode_step(self, codes: torch.Tensor, state: MimiDecoderState, exact_window: bool = False) -> torch.Tensor:
         """codes `[B, K, n]` -> PCM `[B, 1, n * frame_size]`, continuing the stream in `state`."""

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .int4 import WeightOnlyInt4Linear
-from .int8 import WeightOnlyInt8Linear
+from .int4 import WeightOnlyInt4Linear, int4_compatible
+from .int8 import WeightOnlyInt8Linear, int8_compatible
 from .transformer import StreamingAttention
 
 QUANT_KINDS = ("none", "int8", "int4")
@@ -70,6 +70,12 @@ def _quant_module(kind: str, in_features: int, out_features: int, steps: int, pa
     return WeightOnlyInt8Linear(in_features, out_features, steps=steps, device=device, dtype=dtype)
 
 
+def _compatible(kind: str, layer: nn.Linear) -> bool:
+    if kind == "int4":
+        return int4_compatible(layer.out_features)
+    return int8_compatible(layer.out_features, layer.in_features)
+
+
 class QuantStreamingAttention(StreamingAttention):
     """`StreamingAttention` whose projections are quantised modules (`in_proj`, `out_proj`); with
     per-step weights each holds every step's block and `step` picks one."""
@@ -111,7 +117,8 @@ def convert_for_quant(module: nn.Module, kind: str, packing: str = "cpu") -> dic
         if isinstance(parent, QuantStreamingAttention):
             continue
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear) and child.bias is None:
+            # Layers a kernel cannot take (a 6-way head) stay in floating point: they are tiny.
+            if isinstance(child, nn.Linear) and child.bias is None and _compatible(kind, child):
                 q = _quant_module(kind, child.in_features, child.out_features, 0, packing, device=child.weight.device,
                                   dtype=child.weight.dtype)
                 setattr(parent, child_name, q)

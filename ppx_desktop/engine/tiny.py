@@ -2,9 +2,10 @@
 
 `make_tiny_model(dir)` writes a complete model directory: LM and Mimi safetensors with the
 official key names, `ppx_config.json`, a small trained SentencePiece model with ids 0..3 special
-as in the real one, and four preset voices as `.pt` files made by running the voice-prompt
-phase on synthetic voices. Unlike the reference's fixture model, the LM's context is longer
-than the prompt phases, so the voice and the persona prompt really shape the outputs.
+as in the real one, four preset voices as `.pt` files made by running the voice-prompt phase on
+synthetic voices, and in `stt/` a tiny speech-to-text model in the layout of `kyutai/stt-1b-en_fr`
+that shares the codec (tiny_stt.py). Unlike the reference's fixture model, the LM's context is
+longer than the prompt phases, so the voice and the persona prompt really shape the outputs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .lm import LMModel
 from .mimi import Mimi
 from .prompts import run_prompts, save_voice_file
 from .sampling import SamplingConfig
+from .tiny_stt import STT_DIR, make_tiny_stt
 
 TINY_TEXT_CARD = 256
 # A few of the released preset names, so the demo's voice picker and commands work as with the
@@ -142,6 +144,7 @@ def make_tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     train_tiny_tokenizer(out / TEXT_TOKENIZER, vocab_size=TINY_TEXT_CARD, seed=seed)
     (out / PPX_CONFIG).write_text(json.dumps(config.to_dict(), indent=1) + "\n", encoding="utf-8")
     make_voices(out / VOICES_DIR, mimi, lm, config, seed)
+    make_tiny_stt(out / STT_DIR, mimi, seed)
     return out
 
 

@@ -22,6 +22,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 LFS_FILES = ("model.safetensors", "tokenizer-e351c8d8-checkpoint125.safetensors", "tokenizer_spm_32k_3.model",
              "voices.tgz")
@@ -165,6 +166,7 @@ def _handler(hub: FakeHub, role: str):
             if not m:
                 return self._error(404)
             repo, rev, name = m.groups()
+            name = unquote(name)  # file names with "@" arrive percent-encoded, as on the real Hub
             if repo != hub.repo:
                 return self._error(404, "RepoNotFound")
             if rev not in ("main", hub.commit):

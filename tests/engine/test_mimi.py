@@ -221,3 +221,32 @@ def test_streaming_steps_compile_fullgraph(mimi, golden):
         pcm.append(decode(golden["codes_streaming"][..., t:t + 1], dec))
     assert torch.equal(torch.cat(codes, dim=-1), golden["codes_streaming"][..., :8])
     torch.testing.assert_close(torch.cat(pcm, dim=-1), golden["pcm_decode_streaming"][..., : 8 * FRAME_SIZE], **TOL)
+
+
+# --- One encode for two models: the speech-to-text model reads 32 codebooks, PersonaPlex 8. ---
+
+
+@pytest.mark.parametrize("exact_window", [pytest.param(False, id="personaplex-window"),
+                                          pytest.param(True, id="stt-window")])
+def test_shared_32_codebook_encode_gives_personaplex_its_codes(mimi, golden, exact_window):
+    """Residual quantisation: level k only quantises what levels 0..k-1 left, so the first 8 codes
+    of a 32-codebook encode are exactly an 8-codebook encode, here the reference's own codes."""
+    state32, state8 = mimi.init_encoder_state(1), mimi.init_encoder_state(1)
+    wav = golden["waveform"]
+    shared, own = [], []
+    for frame in frames(wav):
+        shared.append(mimi.encode_step(frame, state32, exact_window, num_codebooks=32))
+        own.append(mimi.encode_step(frame, state8, exact_window))  # the LM path: the configured 8
+    shared, own = torch.cat(shared, -1), torch.cat(own, -1)
+    assert shared.shape == (1, 32, N_FRAMES) and own.shape == (1, 8, N_FRAMES)
+    assert torch.equal(shared[:, :8], own)
+    if not exact_window:
+        assert torch.equal(own, golden["codes_streaming"])
+    assert len(set(shared[0, 8:].flatten().tolist())) > 8  # the extra levels carry codes of their own
+    whole = mimi.encode(wav, num_codebooks=32)
+    assert torch.equal(whole[:, :8], mimi.encode(wav))
+
+
+def test_encode_refuses_more_codebooks_than_the_codec_has(mimi):
+    with pytest.raises(ValueError, match="has 32"):
+        mimi.encode(torch.zeros(1, 1, FRAME_SIZE), num_codebooks=33)
