@@ -6,6 +6,7 @@ files, the config, the devices, then each checkpoint's header against the module
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,10 +87,14 @@ class LoadedModel:
         listing = ", ".join(available) if available else f"none found in {self.voices_dir}"
         raise VoiceError(f"unknown voice {spec!r}: not a file and not a preset. Available voices: {listing}")
 
-    def load_voice(self, spec: str) -> VoicePrompt:
-        path = self.resolve_voice(spec)
+    def load_voice(self, spec: str | Path) -> VoicePrompt:
+        """A voice by preset name or path, checked against this model (width, cards, cache size).
+        Custom voices by name: `assets.voices.open_voice`, which knows the user's folder."""
+        path = self.resolve_voice(str(spec))
         if path.suffix.lower() == ".pt":
-            return load_voice_file(path, dim=self.config.lm.dim, num_streams=self.config.lm.num_streams)
+            lm = self.config.lm
+            return load_voice_file(path, dim=lm.dim, num_streams=lm.num_streams, card=lm.card,
+                                   text_card=lm.text_card, columns=lm.max_delay + 3)
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             kinds = ", ".join(sorted(AUDIO_SUFFIXES))
             raise VoiceError(f"{path}: a voice is a .pt voice file or an audio file ({kinds})")
@@ -159,6 +164,25 @@ def choose_quant(config: ModelConfig, dtype: torch.dtype, free_bytes: int, bandw
     return "none"
 
 
+def check_model_files(model_dir: Path) -> Path:
+    """The directory, if it holds the model's files and they can be read; else a ModelError."""
+    try:
+        if not model_dir.is_dir():
+            raise ModelError(f"model directory not found: {model_dir}")
+        missing = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER) if not (model_dir / name).is_file()]
+        unreadable = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER, PPX_CONFIG) if name not in missing
+                      and (model_dir / name).exists() and not os.access(model_dir / name, os.R_OK)]
+    except OSError as exc:  # a folder without read or search permission fails inside stat
+        raise ModelError(f"cannot read the model directory {model_dir} ({exc.strerror or exc}): check its "
+                         "permissions (ls -ld), or point --model-dir at a folder you can read") from exc
+    if missing:
+        raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
+                         "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
+    if unreadable:
+        raise ModelError(f"cannot read {', '.join(unreadable)} in {model_dir}: check the files' permissions")
+    return model_dir
+
+
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
                *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0) -> LoadedModel:
     """Loads a model directory; `quant` ("none", "int8", "fp8") quantises the LM's linear layers
@@ -171,13 +195,7 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     from ..assets.tokenizer import TextTokenizer
     from .quant import QuantError, check_quant, convert_for_quant, quantizing_converter
 
-    model_dir = Path(model_dir).expanduser()
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory not found: {model_dir}")
-    missing = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER) if not (model_dir / name).is_file()]
-    if missing:
-        raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
-                         "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
+    model_dir = check_model_files(Path(model_dir).expanduser())
     config = load_model_config(model_dir)
     dev = resolve_device(device)
     lm_dtype = resolve_dtype(dtype, dev)

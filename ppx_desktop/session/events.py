@@ -94,10 +94,11 @@ class ModelLoaded:
     model_dir: str
     device: str
     dtype: str
-    voices: tuple[str, ...]
+    voices: tuple[str, ...]  # every voice StartConversation takes by name: presets on disk, then custom
     demo: bool
     offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
     quant: str = "none"  # the LM's linear layers: "none", "int8" or "fp8"
+    custom_voices: tuple[str, ...] = ()  # which of `voices` the user made (`voices add`, Add voice…)
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class ConversationReady:
     prompt: str
     from_cache: bool
     seconds: float
+    notes: tuple[str, ...] = ()  # what was done that the user should know (recording trimmed, cache discarded)
 
 
 @dataclass(frozen=True)

@@ -183,9 +183,13 @@ class InferenceWorker:
         _warm_up(model)
         self.model = model
         streamer = model.lm.streamer
+        from ..assets.voices import usable_voices
+
+        voices = usable_voices(model_dir)
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
-                                  tuple(model.available_voices()), cmd.demo,
-                                  len(streamer.plan.layers) if streamer is not None else 0, model.quant))
+                                  tuple(v.id for v in voices), cmd.demo,
+                                  len(streamer.plan.layers) if streamer is not None else 0, model.quant,
+                                  tuple(v.id for v in voices if v.custom)))
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
@@ -198,7 +202,7 @@ class InferenceWorker:
         conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache)
         cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
         self.conversation = conv
-        self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0))
+        self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0, tuple(conv.notes)))
         self._emit_stats(0.0, 0, conv)
         self._emit(ev.Status("idle"))
 

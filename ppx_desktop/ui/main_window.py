@@ -325,7 +325,8 @@ class MainWindow(QMainWindow):
         elif isinstance(event, ev.ConversationReady):
             self.model_ready = True
             self.statusBar().showMessage(f"Ready: {event.voice} ({event.seconds:.1f} s"
-                                         + (", from cache)" if event.from_cache else ")"), 8000)
+                                         + (", from cache)" if event.from_cache else ")")
+                                         + "".join(f"; {note}" for note in event.notes), 8000)
         elif isinstance(event, ev.TurnStarted):
             if event.mode == "duplex":
                 self.transcript.agent(event.turn_id, "duplex")
