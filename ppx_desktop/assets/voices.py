@@ -141,7 +141,7 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
     from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
     from ..engine.config import FRAME_SIZE, SAMPLE_RATE
     from ..engine.generator import Generator
-    from ..engine.prompts import VoicePrompt, run_prompts, save_voice_file
+    from ..engine.prompts import VoicePrompt, max_voice_seconds, run_prompts, save_voice_file
     from ..engine.sampling import SamplingConfig
 
     if not consent:
@@ -155,7 +155,8 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
                          f"(ppx-desktop voices remove {name})")
     try:
         done: list[str] = []
-        audio = read_audio(wav_path, SAMPLE_RATE, max_seconds=None, keep_seconds=MAX_SECONDS, notes=done)
+        keep = max(MIN_SECONDS, min(MAX_SECONDS, max_voice_seconds(model.config)))
+        audio = read_audio(wav_path, SAMPLE_RATE, max_seconds=None, keep_seconds=keep, notes=done)
         check_recording(audio, SAMPLE_RATE)
         if notes is not None:
             notes.extend(done)

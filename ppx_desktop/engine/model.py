@@ -17,7 +17,7 @@ from .config import LM_WEIGHTS, MIMI_WEIGHTS, PPX_CONFIG, TEXT_TOKENIZER, VOICES
 from .lm import LMModel
 from .mimi import Mimi
 from .offload import LayerStreamer, OffloadPlan, plan_offload
-from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file
+from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file, max_voice_seconds
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -98,7 +98,7 @@ class LoadedModel:
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             kinds = ", ".join(sorted(AUDIO_SUFFIXES))
             raise VoiceError(f"{path}: a voice is a .pt voice file or an audio file ({kinds})")
-        return load_voice_audio(path)
+        return load_voice_audio(path, max_voice_seconds(self.config))
 
 
 def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import typing as tp
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ SILENCE_FRAMES = 6  # int(0.5 s * 12.5 Hz), after the voice prompt and after the
 # A voice prompt from audio uses at most this much of the recording (custom voices are made from
 # 10-30 s): a longer one would fill the context with the voice and slow every start.
 VOICE_AUDIO_SECONDS = 30.0
+VOICE_CONTEXT_SHARE = 0.6
 
 
 class VoiceError(ValueError):
@@ -41,6 +43,13 @@ class VoicePrompt:
     @property
     def num_frames(self) -> int:
         return len(self.frames) if self.frames is not None else len(self.embeddings) + 1
+
+
+def max_voice_seconds(config) -> float:
+    """The longest voice recording used for a model (a `ModelConfig`): 30 s, and never more than
+    60 % of its context, so the persona prompt and the conversation keep room (a tiny model's
+    context is 20 s)."""
+    return min(VOICE_AUDIO_SECONDS, VOICE_CONTEXT_SHARE * config.lm.context / FRAME_RATE)
 
 
 def load_voice_audio(path: str | Path, max_seconds: float = VOICE_AUDIO_SECONDS) -> VoicePrompt:
@@ -96,7 +105,9 @@ def load_voice_file(path: str | Path, dim: int | None = None, num_streams: int =
     damaged = (f"{path} is not a readable voice file: it is damaged or not a voice. Recreate it with "
                "`ppx-desktop voices add`, or download the model's voices again")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles: the error below says it all
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not _starts_with_pickle(path):
             raise VoiceError(damaged) from exc
