@@ -7,7 +7,9 @@ the temporal inputs of that phase (replayed) plus the token cache after it.
 
 from __future__ import annotations
 
+import os
 import pickle
+import secrets
 import typing as tp
 import warnings
 from dataclasses import dataclass
@@ -156,9 +158,12 @@ def _check_token_ids(path: Path, cache: torch.Tensor, card: int | None, text_car
 def save_voice_file(path: str | Path, embeddings: torch.Tensor, cache: torch.Tensor) -> None:
     """Writes a `.pt` voice file in the presets' format, atomically."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save({"embeddings": embeddings.detach().cpu(), "cache": cache.detach().cpu()}, tmp)
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # this call's own
+    try:
+        torch.save({"embeddings": embeddings.detach().cpu(), "cache": cache.detach().cpu()}, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _const(tokens: tp.Sequence[int], device) -> torch.Tensor:

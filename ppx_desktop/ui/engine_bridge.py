@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 class VoiceCreated:
     name: str
     path: str
+    notes: tuple[str, ...] = ()  # what was done to the recording (cut, resampled), for the status bar
 
 
 class EngineBridge(QObject):
@@ -114,12 +115,13 @@ class EngineBridge(QObject):
             return
 
         def run() -> None:
+            notes: list[str] = []
             try:
-                path = create_custom_voice(model, name, wav_path, consent)
+                path = create_custom_voice(model, name, wav_path, consent, notes=notes)
             except Exception as exc:  # VoiceError messages are written for the user
                 self.event.emit(ErrorEvent(str(exc), "input", "CreateVoice"))
             else:
-                self.event.emit(VoiceCreated(name, str(path)))
+                self.event.emit(VoiceCreated(name, str(path), tuple(notes)))
 
         threading.Thread(target=run, name="ppx-make-voice", daemon=True).start()
 

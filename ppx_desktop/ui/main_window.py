@@ -354,7 +354,7 @@ class MainWindow(QMainWindow):
             self.show_error(event.message)
         elif isinstance(event, VoiceCreated):
             self.voices.set_voices(list_voices(self.model_dir), event.name)
-            self.statusBar().showMessage(f"Voice {event.name} is ready", 6000)
+            self.statusBar().showMessage(f"Voice {event.name} is ready" + "".join(f"; {n}" for n in event.notes), 8000)
         self._render_state()
 
     def _render_state(self) -> None:
