@@ -74,6 +74,29 @@ def main(argv: list[str] | None = None) -> int:
         # AudioFileError, TokenizerError) with messages written for the user.
         print(f"ppx-desktop {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system refused something no check foresaw: say which file
+        what = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "") if exc.filename else "a file"
+        print(f"ppx-desktop {args.command}: error: {exc.strerror or exc} ({what}). Check that the path exists, "
+              "that you may read and write it, and that the disk has free space", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line for the user, the traceback in the log file
+        print(f"ppx-desktop {args.command}: unexpected error: {type(exc).__name__}: {exc}. "
+              f"{_log_traceback(args.command)}", file=sys.stderr)
+        return 2
+
+
+def _log_traceback(command: str) -> str:
+    """Writes the current exception's traceback to the log file; says where (or that it could not)."""
+    import logging
+
+    try:
+        from .logs import setup_logging
+
+        path = setup_logging(console=False)
+        logging.getLogger("ppx_desktop.cli").exception("%s failed", command)
+        return f"This is a bug in ppx-desktop; the details are in {path}"
+    except Exception:  # no writable log folder either: the message above is all there is
+        return "This is a bug in ppx-desktop (the log file could not be written)"
 
 
 if __name__ == "__main__":

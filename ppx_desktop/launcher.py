@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, desktop_entry, logs
+from . import __version__, desktop_entry, logs, paths
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,29 @@ def handle_desktop_entry(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cannot_start(why: str, show: ShowError | None, self_test: bool) -> int:
+    message = f"ppx-desktop cannot start: {why}"
+    if logs.has_console():
+        print(message, file=sys.stderr)
+    if show is None and dialogs_possible(self_test):
+        show = qt_error_dialog
+    if show is not None:
+        try:
+            show("ppx-desktop error", message, "")
+        except Exception:  # no display after all: stderr had it
+            pass
+    return 1
+
+
 def launch(args: argparse.Namespace, show: ShowError | None = None) -> int:
     """Runs the desktop app (or the menu-entry actions) with logging and error reporting in place.
 
     `show` replaces the Qt error dialog (tests); by default a dialog is used when one can be seen.
     """
-    log_path = logs.setup_logging()
+    try:
+        log_path = logs.setup_logging()
+    except (paths.DataDirError, OSError) as exc:  # no log file either: say it where the user looks
+        return _cannot_start(str(exc), show, args.self_test)
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         return handle_desktop_entry(args)
 

@@ -23,18 +23,31 @@ def _base_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / APP_NAME
 
 
+class DataDirError(ValueError):
+    """The data folder (or one inside it) cannot be created or used; the message says what to do."""
+
+
+def _ensure_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise DataDirError(f"the app's data folder {path} cannot be created: {blocker} is a file. Move that file "
+                           "away, or set PPX_DESKTOP_HOME to another folder") from exc
+    except OSError as exc:
+        raise DataDirError(f"the app's data folder {path} cannot be created ({exc.strerror or exc}): check its "
+                           "permissions and free space, or set PPX_DESKTOP_HOME to another folder") from exc
+    return path
+
+
 def data_dir() -> Path:
     """The per-user data folder (created on first use)."""
     home = os.environ.get("PPX_DESKTOP_HOME")
-    path = Path(home).expanduser() if home else _base_data_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure_dir(Path(home).expanduser() if home else _base_data_dir())
 
 
 def sub_dir(name: str) -> Path:
-    path = data_dir() / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure_dir(data_dir() / name)
 
 
 def voices_dir() -> Path:

@@ -32,6 +32,8 @@ from urllib.parse import urlsplit
 
 from ..engine.config import LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER, VOICES_ARCHIVE, VOICES_DIR
 from ..paths import data_dir
+from . import hub_names
+from .hub_names import inside
 from .resources import write_json_atomic
 
 DEFAULT_REPO = "nvidia/personaplex-7b-v1"
@@ -341,7 +343,7 @@ def _fetch(url: str, partial: Path, remote: RemoteFile, headers: dict[str, str],
         have = 0
     if have and hasher is not None:
         _hash_file(partial, hasher, progress.cancel)
-    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=_ssl_context()))
+    opener = _http_opener()
     attempts, last_error = 0, None
     while have < remote.size:
         progress.check()
@@ -391,6 +393,18 @@ def _fetch(url: str, partial: Path, remote: RemoteFile, headers: dict[str, str],
     _verify_digest(partial, remote, hasher)
 
 
+def _http_opener() -> urllib.request.OpenerDirector:
+    """HTTP(S) only: urllib's default opener also reads file:, ftp: and data: addresses, which a
+    server must never be able to point a download at (redirects included)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(context=_ssl_context()), urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor(),
+                    urllib.request.UnknownHandler()):
+        opener.add_handler(handler)
+    return opener
+
+
 def _same_origin(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
@@ -434,16 +448,23 @@ class _Layout:
     model_dir: Path
     repo_root: Path | None = None
 
-    def final(self, remote: RemoteFile, etag: str) -> Path:
+    def final(self, remote: RemoteFile, etag: str | None) -> Path:
+        """Where the file's bytes go: proven inside the folder (the names were checked, and a
+        link planted in the folder still cannot lead the write elsewhere)."""
         if self.repo_root is None:
-            return self.model_dir / remote.name
-        return self.repo_root / "blobs" / etag
+            return inside(self.root, self.model_dir / remote.name)
+        return inside(self.root, self.repo_root / "blobs" / etag)
 
-    def place(self, remote: RemoteFile, etag: str) -> None:
+    @property
+    def root(self) -> Path:
+        """The folder nothing is written outside of: the repository's cache folder, or the user's."""
+        return self.repo_root if self.repo_root is not None else self.model_dir
+
+    def place(self, remote: RemoteFile, etag: str | None) -> None:
         """Makes the finished file visible in the model directory."""
         if self.repo_root is None:
             return
-        pointer, blob = self.model_dir / remote.name, self.final(remote, etag)
+        pointer, blob = inside(self.root, self.model_dir / remote.name), self.final(remote, etag)
         pointer.parent.mkdir(parents=True, exist_ok=True)
         if pointer.is_symlink() or pointer.exists():
             pointer.unlink()
@@ -494,7 +515,11 @@ def check_model_dir(model_dir: Path, repo: str | None = None, commit: str | None
         problems.append(f"{model_dir} holds {marker.get('repo')}, not {repo}")
     if commit is not None and marker.get("commit") != commit:
         problems.append(f"{model_dir} holds revision {str(marker.get('commit'))[:12]}, not {commit[:12]}")
-    for name, meta in (marker.get("files") or {}).items():
+    recorded = marker.get("files")
+    if not isinstance(recorded, dict) or not all(isinstance(m, dict) and isinstance(n, str)
+                                                 for n, m in recorded.items()):
+        return problems + [f"the download record {model_dir / MARKER} is damaged"]
+    for name, meta in recorded.items():
         path = model_dir / name
         if not path.is_file():
             problems.append(f"{name} is missing")
@@ -508,6 +533,8 @@ def check_model_dir(model_dir: Path, repo: str | None = None, commit: str | None
 
 def _record(repo: str, commit: str, model_dir: Path) -> None:
     path = data_dir() / RECORD
+    if path.is_dir():
+        raise HubError(f"{path} is a folder, but the app keeps its record of downloads there: move it away")
     data = _read_json(path) or {}
     repos = data.get("repos") if isinstance(data.get("repos"), dict) else {}
     repos[repo] = {"model_dir": str(model_dir), "commit": commit, "time": time.time()}
@@ -524,8 +551,11 @@ def _local_complete(repo: str, revision: str | None, local_dir: Path | None,
         commit = revision if _is_commit(revision) else None
         if commit is None:
             ref = root / "refs" / (revision or "main")
-            commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
-        dirs = [root / "snapshots" / commit] if commit else []
+            try:
+                commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+            except (OSError, UnicodeDecodeError):
+                commit = None
+        dirs = [root / "snapshots" / commit] if _is_commit(commit) else []  # a damaged ref names nothing
     for d in dirs:
         if d.is_dir() and not check_model_dir(d, repo, files=files):
             marker = _read_json(d / MARKER) or {}
@@ -537,11 +567,15 @@ def _local_complete(repo: str, revision: str | None, local_dir: Path | None,
 def find_model_dir(repo: str = DEFAULT_REPO, files: RepoFiles = PERSONAPLEX_FILES) -> Path | None:
     """The directory of a complete, verified download of `repo`: the last one this app made,
     else the Hub cache's copy of the `main` revision. No network is used."""
-    entry = ((_read_json(data_dir() / RECORD) or {}).get("repos") or {}).get(repo)
-    if isinstance(entry, dict) and entry.get("model_dir"):
+    repos = (_read_json(data_dir() / RECORD) or {}).get("repos")
+    entry = repos.get(repo) if isinstance(repos, dict) else None  # a damaged record is ignored
+    if isinstance(entry, dict) and isinstance(entry.get("model_dir"), str) and entry["model_dir"]:
         d = Path(entry["model_dir"])
-        if d.is_dir() and not check_model_dir(d, repo, files=files):
-            return d
+        try:
+            if d.is_dir() and not check_model_dir(d, repo, files=files):
+                return d
+        except OSError:  # a recorded folder that cannot be read any more: look in the cache instead
+            pass
     found = _local_complete(repo, None, None, None, files)
     return found[0] if found else None
 
@@ -550,7 +584,8 @@ def find_model_dir(repo: str = DEFAULT_REPO, files: RepoFiles = PERSONAPLEX_FILE
 
 
 def _remote_files(info, repo: str, wanted: RepoFiles = PERSONAPLEX_FILES) -> list[RemoteFile]:
-    siblings = {s.rfilename: s for s in (info.siblings or [])}
+    # Only the files this app needs are fetched, by their own names; others in the answer are ignored.
+    siblings = {s.rfilename: s for s in (info.siblings or []) if s.rfilename in wanted.required + wanted.optional}
     missing = [n for n in wanted.required if n not in siblings]
     if missing:
         layout = DEFAULT_REPO if wanted is PERSONAPLEX_FILES else "the expected repository"
@@ -560,9 +595,12 @@ def _remote_files(info, repo: str, wanted: RepoFiles = PERSONAPLEX_FILES) -> lis
         s = siblings[name]
         lfs = s.lfs
         size = (lfs["size"] if lfs else s.size)
-        if size is None:
-            raise HubError(f"the Hub did not report the size of {name} in {repo}; try again later")
-        files.append(RemoteFile(name, int(size), lfs["sha256"] if lfs else None, None if lfs else s.blob_id))
+        digest = lfs["sha256"] if lfs else s.blob_id
+        if not isinstance(size, int) or size < 0:
+            raise HubError(f"the Hub did not report a usable size of {name} in {repo} ({size!r}); try again later")
+        if digest is not None and not (isinstance(digest, str) and hub_names.ETAG.fullmatch(digest.lower())):
+            raise HubError(f"the Hub reported an invalid checksum for {name} in {repo} ({digest!r}); try again later")
+        files.append(RemoteFile(name, size, digest if lfs else None, None if lfs else digest))
     return sorted(files, key=lambda f: f.size)  # the small files first: a wrong layout or access shows early
 
 
@@ -590,6 +628,9 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
 
     say = log or (lambda _msg: None)
     endpoint = hub_endpoint(endpoint)
+    hub_names.repo_id(repo)
+    if revision is not None:
+        hub_names.revision(revision)
     token = token or current_token()
     local_dir = Path(local_dir).expanduser().resolve() if local_dir is not None else None
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else hf_cache_dir()
@@ -611,7 +652,7 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
             raise error from exc
         say(f"cannot reach {endpoint}; using the complete download in {found[0]} (not checked for updates)")
         return DownloadResult(repo, found[1], found[0], already_complete=True, offline=True)
-    commit = info.sha
+    commit = hub_names.commit(info.sha, endpoint)  # it names the snapshot folder
     wanted, files = files, _remote_files(info, repo, files)
     if local_dir is not None:
         layout = _Layout(local_dir)
@@ -626,9 +667,13 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
     for remote in files:  # one HEAD per file: gating shows here, before any byte is written
         url = hf_hub_url(repo, remote.name, revision=commit, endpoint=endpoint)
         try:
-            metas[remote.name] = get_hf_file_metadata(url, token=token or False, endpoint=endpoint)
+            meta = get_hf_file_metadata(url, token=token or False, endpoint=endpoint)
         except Exception as exc:
             raise _map_error(exc, repo, revision, bool(token), endpoint) from exc
+        if layout.repo_root is not None:  # the etag names the blob file
+            hub_names.etag(meta.etag, remote.name, endpoint)
+        hub_names.download_url(meta.location, remote.name, endpoint)
+        metas[remote.name] = meta
 
     todo, have = [], 0
     for remote in files:
@@ -670,13 +715,14 @@ def download_model(repo: str = DEFAULT_REPO, revision: str | None = None, local_
         os.replace(partial, final)
         layout.place(remote, meta.etag)
     if layout.repo_root is not None and revision != commit:
-        ref = layout.repo_root / "refs" / (revision or "main")
+        ref = inside(layout.root, layout.repo_root / "refs" / (revision or "main"))
         ref.parent.mkdir(parents=True, exist_ok=True)
         tmp = ref.with_name(ref.name + ".partial")
         tmp.write_text(commit, encoding="utf-8")
         tmp.replace(ref)
-    voices = extract_voices(layout.model_dir / VOICES_ARCHIVE, layout.model_dir / VOICES_DIR) if wanted.voices else []
-    write_json_atomic(layout.model_dir / MARKER, {
+    voices = (extract_voices(layout.model_dir / VOICES_ARCHIVE, inside(layout.root, layout.model_dir / VOICES_DIR))
+              if wanted.voices else [])
+    write_json_atomic(inside(layout.root, layout.model_dir / MARKER), {
         "format": 1, "repo": repo, "commit": commit, "voices": voices,
         "files": {r.name: {"size": r.size, "sha256": r.sha256, "blob_id": r.blob_id} for r in files},
     })

@@ -7,6 +7,8 @@ level so that an installed wheel carries them too; a symlink would not survive o
 from __future__ import annotations
 
 import json
+import os
+import secrets
 from pathlib import Path
 
 RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
@@ -36,8 +38,12 @@ def load_resource_json(name: str) -> dict:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Writes JSON next to its target and renames it over, so a crash never leaves half a file."""
+    """Writes JSON next to its target and renames it over, so a crash never leaves half a file;
+    the temporary name is this call's own, so two processes writing the same file never collide."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -34,7 +34,8 @@ PAD_ID = 3
 
 
 class TokenizerError(ValueError):
-    """The text tokenizer file is missing or unusable; the message names the file."""
+    """The text tokenizer file is missing or unusable (the message names the file), or a text
+    cannot be encoded (the message says why)."""
 
 
 def wrap_system_prompt(text: str) -> str:
@@ -49,6 +50,16 @@ def wrap_system_prompt(text: str) -> str:
     if cleaned.startswith(SYSTEM_TAG) and cleaned.endswith(SYSTEM_TAG):
         return cleaned
     return f"{SYSTEM_TAG} {cleaned} {SYSTEM_TAG}"
+
+
+def _check_unicode(text: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        bad = ord(text[e.start])
+        byte = f"the byte 0x{bad - 0xDC00:02x}" if 0xDC80 <= bad <= 0xDCFF else f"the character U+{bad:04X}"
+        raise TokenizerError(f"{what} is not valid UTF-8 text: it holds {byte} at position {e.start + 1}. Save or "
+                             "type it as UTF-8") from None
 
 
 class TextTokenizer:
@@ -97,8 +108,14 @@ class TextTokenizer:
         """The end-of-sentence id the model file declares (2 in Kyutai's tokenizers; -1 if none)."""
         return int(self._sp.eos_id())
 
-    def encode(self, text: str) -> list[int]:
-        """Plain SentencePiece ids for ``text`` (no BOS/EOS)."""
+    def encode(self, text: str, what: str = "the text") -> list[int]:
+        """Plain SentencePiece ids for ``text`` (no BOS/EOS).
+
+        Text that is not valid Unicode (bytes that were not UTF-8 arrive from a command line or a
+        file as lone surrogates) is refused with a clear error naming ``what`` rather than
+        SentencePiece's.
+        """
+        _check_unicode(text, what)
         return [int(i) for i in self._sp.encode(text)]
 
     def encode_system_prompt(self, text: str) -> list[int]:
@@ -108,6 +125,7 @@ class TextTokenizer:
         Note: the reference only checks ``len(text) > 0`` before stripping, so for an all-whitespace
         prompt it would encode ``"<system>  <system>"``; we treat that as empty too.
         """
+        _check_unicode(text, "the persona prompt")
         wrapped = wrap_system_prompt(text)
         return self.encode(wrapped) if wrapped else []
 

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from ..engine.config import VOICES_DIR
 from ..engine.prompts import VoiceError
 from ..paths import voices_dir
+from .hub_names import inside
 from .resources import ResourceError, load_resource_json
 
 VOICE_NAME = re.compile(r"[A-Za-z0-9_-]{1,40}")
@@ -70,14 +71,31 @@ def list_voices(model_dir: Path | None) -> list[VoiceInfo]:
 
 def resolve_voice_path(spec: str, model_dir: Path | None) -> Path:
     """A preset or custom voice name, or a path to a `.pt` or audio file."""
-    path = Path(spec).expanduser()
-    if path.suffix and path.is_file():
-        return path
-    for voice in list_voices(model_dir):
+    try:
+        path = Path(spec).expanduser()
+        if path.suffix and path.is_file():
+            return path
+    except (OSError, RuntimeError) as exc:  # an unreadable folder, an unknown ~user
+        raise VoiceError(f"voice {spec!r} cannot be read ({exc}): check the path and its permissions") from exc
+    voices = list_voices(model_dir)
+    for voice in voices:
         if voice.id == spec and voice.path is not None:
             return voice.path
-    names = ", ".join(v.id for v in list_voices(model_dir) if v.path is not None) or "none"
+    names = ", ".join(v.id for v in voices if v.path is not None) or "none"
     raise VoiceError(f"unknown voice {spec!r}: not a file and not an installed voice. Available: {names}")
+
+
+def usable_voices(model_dir: Path | None) -> list[VoiceInfo]:
+    """The voices a conversation on this model can use by name: presets on disk, then custom."""
+    return [v for v in list_voices(model_dir) if v.path is not None]
+
+
+def open_voice(model, spec: str):
+    """A voice by preset or custom name, or a `.pt` / audio path, loaded and checked against
+    `model` (a `LoadedModel`). Returns `(VoicePrompt, path)`; the prompt's `notes` say what was
+    done to an audio recording."""
+    path = resolve_voice_path(spec, model.model_dir)
+    return model.load_voice(path), path
 
 
 def custom_voice_path(name: str) -> Path:
@@ -107,19 +125,22 @@ def check_recording(audio, rate: int = 24_000) -> None:
 
 
 def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, overwrite: bool = False,
-                        progress: tp.Callable[[int, int], None] | None = None) -> Path:
+                        progress: tp.Callable[[int, int], None] | None = None,
+                        notes: list[str] | None = None) -> Path:
     """Runs the voice-prompt phase once on a 10-30 s recording and saves a `.pt` voice.
 
     Args:
         model: a `LoadedModel`; the file only fits models of its width.
         consent: the user confirmed the speaker agreed to having their voice cloned.
         progress: `progress(done_frames, total_frames)`.
+        notes: receives what was done to the recording (a longer one is cut to its first 30 s,
+            another rate resampled, ...), as sentences to show the user.
     """
     import torch
 
     from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
     from ..engine.config import FRAME_SIZE, SAMPLE_RATE
-    from ..engine.prompts import VoicePrompt, record_voice, save_voice_file
+    from ..engine.prompts import VoicePrompt, max_voice_seconds, record_voice, save_voice_file
 
     if not consent:
         raise VoiceError("making a voice from someone's recording needs their consent: confirm that the "
@@ -131,8 +152,12 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
         raise VoiceError(f"a custom voice named {name!r} already exists: choose another name or remove it first "
                          f"(ppx-desktop voices remove {name})")
     try:
-        audio = read_audio(wav_path, SAMPLE_RATE)
+        done: list[str] = []
+        keep = max(MIN_SECONDS, min(MAX_SECONDS, max_voice_seconds(model.config)))
+        audio = read_audio(wav_path, SAMPLE_RATE, max_seconds=None, keep_seconds=keep, notes=done)
         check_recording(audio, SAMPLE_RATE)
+        if notes is not None:
+            notes.extend(done)
         audio = normalize_loudness(audio, SAMPLE_RATE)
     except AudioFileError as exc:
         raise VoiceError(str(exc)) from exc
@@ -195,7 +220,7 @@ def extract_voices(archive: Path, dest: Path) -> list[str]:
                 if member.size > MAX_ARCHIVE_ENTRY:
                     raise ArchiveError(f"{archive.name}: {member.name} is {member.size} bytes, too large for a voice")
                 src = tar.extractfile(member)
-                with src, (tmp / parts[1]).open("wb") as out:
+                with src, inside(tmp, tmp / parts[1]).open("wb") as out:
                     shutil.copyfileobj(src, out)
                 names.append(parts[1])
     except (tarfile.TarError, EOFError, OSError) as exc:

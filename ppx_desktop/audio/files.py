@@ -3,7 +3,8 @@
 Everything here works on NumPy arrays at the model rate (24 kHz) and follows the reference's
 offline flow (``moshi/offline.py`` and the voice-prompt loader in ``moshi/models/lm.py``):
 
-* :func:`read_audio` — any file soundfile can read (WAV, FLAC, OGG, ...) as float32 mono.
+* :func:`read_audio` — any file soundfile can read (WAV, FLAC, OGG, ...) as float32 mono, with
+  its rate and length checked from the header before anything is converted.
   16-bit PCM maps to ``value / 32768``, as in the reference's reader. **Multi-channel input is
   averaged to mono**; the reference keeps channel 0 only (and its loudness step breaks on stereo
   voice prompts), so for mono files, the supported case, both agree exactly. Other sample rates are
@@ -28,6 +29,7 @@ import numpy as np
 
 __all__ = [
     "AudioFileError",
+    "encode_wav_pcm16",
     "frames",
     "normalize_loudness",
     "read_audio",
@@ -38,6 +40,14 @@ __all__ = [
 MODEL_RATE = 24_000
 FRAME_SIZE = 1920
 LOUDNESS_BLOCK_SECONDS = 0.4  # BS.1770 gating block; pyloudnorm needs at least one
+# What a recording can declare: telephone to studio rates. A header outside these is damaged or
+# hostile (1 Hz made the resampler ask for 10 GB for a 200 KB file).
+MIN_RATE, MAX_RATE = 8_000, 192_000
+MAX_CHANNELS = 32
+MAX_SECONDS = 20 * 60.0  # the longest input read by default: 20 minutes (5 times the model's context)
+READ_BLOCK = 1 << 18  # frames per read: memory stays near the (resampled) output
+LOW_RESOLUTION = {"PCM_S8": "8-bit", "PCM_U8": "8-bit", "ULAW": "8-bit mu-law", "ALAW": "8-bit A-law",
+                  "IMA_ADPCM": "4-bit ADPCM", "MS_ADPCM": "4-bit ADPCM", "GSM610": "GSM-compressed"}
 
 
 class AudioFileError(ValueError):
@@ -48,12 +58,21 @@ def _as_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.fspath(path))
 
 
-def read_audio(path: str | os.PathLike[str], target_rate: int = MODEL_RATE) -> np.ndarray:
+def read_audio(path: str | os.PathLike[str], target_rate: int = MODEL_RATE, *,
+               max_seconds: float | None = MAX_SECONDS, keep_seconds: float | None = None,
+               notes: list[str] | None = None) -> np.ndarray:
     """Read an audio file as float32 mono at ``target_rate``; shape ``[T]``.
 
-    Multi-channel files are averaged to mono. Files at another rate are resampled with soxr (VHQ).
+    Multi-channel files are averaged to mono. Files at another rate are resampled with soxr (VHQ),
+    block by block (bit-identical to a one-shot resample), so memory stays near the output's size.
+    The header is checked before any sample is converted: a sample rate outside
+    ``MIN_RATE..MAX_RATE`` (a damaged or mislabelled file) or a recording longer than
+    ``max_seconds`` is refused. ``keep_seconds`` uses only the start of a longer recording.
+    What was done that the user may want to know (trimmed, resampled, mixed down, 8-bit source)
+    is appended to ``notes`` as sentences.
+
     Raises :class:`AudioFileError` for a missing file, a file that is not readable audio, an empty
-    recording, or one containing NaN/infinite samples.
+    recording, one containing NaN/infinite samples, or one outside those bounds.
     """
     import soundfile as sf
 
@@ -62,27 +81,89 @@ def read_audio(path: str | os.PathLike[str], target_rate: int = MODEL_RATE) -> n
         raise AudioFileError(f"Audio file {p} not found; check the path and try again.")
     if p.is_dir():
         raise AudioFileError(f"{p} is a directory; choose an audio file (WAV, FLAC or OGG).")
+    unreadable = (sf.SoundFileError, RuntimeError, OSError, TypeError, ValueError)
     try:
-        data, rate = sf.read(str(p), dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, OSError, TypeError, ValueError) as e:
+        info = sf.info(str(p))
+    except unreadable as e:
         raise AudioFileError(
             f"Cannot read {p} as audio ({e}). Use a WAV, FLAC or OGG file, or convert the file first."
         ) from e
-    if data.shape[0] == 0 or data.shape[1] == 0:
+    rate, channels, total = int(info.samplerate), int(info.channels), int(info.frames)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFileError(
+            f"{p} declares a sample rate of {rate} Hz; recordings use {MIN_RATE} to {MAX_RATE} Hz, so the file "
+            "is damaged or mislabelled. Re-export it (for example as a 48000 Hz WAV)."
+        )
+    if total <= 0 or channels <= 0:
         raise AudioFileError(f"{p} contains no audio (0 samples); record or choose another file.")
-    if data.shape[1] == 1:
-        x = np.ascontiguousarray(data[:, 0])
-    else:
-        x = data.mean(axis=1, dtype=np.float64).astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise AudioFileError(f"{p} contains NaN or infinite samples; the file is damaged, re-export it.")
-    if int(rate) != int(target_rate):
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioFileError(f"{p} declares {channels} channels; use a mono or stereo recording.")
+    seconds = total / rate
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioFileError(
+            f"{p} is {_duration(seconds)} long; at most {_duration(max_seconds)} can be used here. "
+            "Cut it into shorter pieces."
+        )
+    limit = total if keep_seconds is None else min(total, int(keep_seconds * rate))
+    try:
+        x = _read_mono(p, rate, limit, int(target_rate))
+    except AudioFileError:
+        raise
+    except unreadable as e:
+        raise AudioFileError(
+            f"Cannot read {p} as audio ({e}). Use a WAV, FLAC or OGG file, or convert the file first."
+        ) from e
+    if x.shape[0] == 0:
+        raise AudioFileError(f"{p} is too short to resample from {rate} Hz to {target_rate} Hz.")
+    if notes is not None:
+        if limit < total:
+            notes.append(f"used the first {_duration(limit / rate)} of the {_duration(seconds)} recording")
+        if channels > 1:
+            notes.append(f"mixed its {channels} channels to mono")
+        if rate != int(target_rate):
+            notes.append(f"resampled it from {rate} Hz to {int(target_rate)} Hz")
+        if info.subtype in LOW_RESOLUTION:
+            notes.append(f"it holds {LOW_RESOLUTION[info.subtype]} samples, which add audible noise; a 16-bit "
+                         "recording works better")
+    return x
+
+
+def _read_mono(p: Path, rate: int, limit: int, target_rate: int) -> np.ndarray:
+    """The first ``limit`` frames, mixed to mono block by block and resampled as a stream."""
+    import soundfile as sf
+
+    stream = None
+    if rate != target_rate:
         import soxr
 
-        x = np.asarray(soxr.resample(x, int(rate), int(target_rate), quality="VHQ"), dtype=np.float32)
-        if x.shape[0] == 0:
-            raise AudioFileError(f"{p} is too short to resample from {rate} Hz to {target_rate} Hz.")
-    return x
+        stream = soxr.ResampleStream(rate, target_rate, 1, dtype="float32", quality="VHQ")
+    out = []
+    try:
+        with sf.SoundFile(str(p)) as f:
+            left = limit
+            while left > 0:
+                block = f.read(min(left, READ_BLOCK), dtype="float32", always_2d=True)
+                if block.shape[0] == 0:
+                    break
+                left -= block.shape[0]
+                mono = (np.ascontiguousarray(block[:, 0]) if block.shape[1] == 1
+                        else block.mean(axis=1, dtype=np.float64).astype(np.float32))
+                if not np.all(np.isfinite(mono)):
+                    raise AudioFileError(f"{p} contains NaN or infinite samples; the file is damaged, re-export it.")
+                out.append(mono if stream is None else stream.resample_chunk(mono))
+        if stream is not None:
+            out.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    finally:
+        del stream  # soxr's nanobind objects: never left for the interpreter's exit (it reports leaks)
+    if not out:
+        return np.zeros(0, np.float32)
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} minutes"
 
 
 def _mono_1d(x: np.ndarray, what: str) -> np.ndarray:
@@ -154,6 +235,28 @@ def to_pcm16(x: np.ndarray) -> np.ndarray:
     a = np.clip(a.astype(dtype, copy=False), -1.0, 1.0)
     a = np.where(np.isnan(a), dtype(0.0), a)
     return (a * dtype(32767.0)).astype(np.int16)
+
+
+def encode_wav_pcm16(x: np.ndarray, rate: int = MODEL_RATE) -> bytes:
+    """The bytes :func:`write_wav_pcm16` writes (mono 16-bit PCM, 44-byte header), for callers
+    that write several files all or nothing (commands/outputs.py)."""
+    import io
+
+    pcm = to_pcm16(_mono_1d(x, "encode_wav_pcm16"))
+    if int(rate) <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(rate))
+        w.writeframes(pcm.astype("<i2", copy=False).tobytes())
+    return buf.getvalue()
+
+
+def wav_pcm16_size(samples: int) -> int:
+    """Bytes of a mono 16-bit WAV of `samples` samples."""
+    return 44 + 2 * int(samples)
 
 
 def write_wav_pcm16(path: str | os.PathLike[str], x: np.ndarray, rate: int = MODEL_RATE) -> Path:

@@ -80,6 +80,23 @@ class AudioStats:
     latency_ms: float = 0.0
     echo_mode: str = ""
     connected: bool = False
+    # Sample counts against the wall clock, from the callbacks (the current stream only): a
+    # capture that delivered less audio than the time between its first and latest callback
+    # lost some before it reached us (the sound server or the machine fell behind).
+    output_underflows: int = 0  # PortAudio output underflows (the callback came too late)
+    captured_s: float = 0.0  # audio PortAudio delivered, after the first callback
+    capture_wall_s: float = 0.0  # wall time from the first to the latest input callback
+    played_s: float = 0.0  # audio handed to PortAudio for playback, after the first callback
+    playback_wall_s: float = 0.0
+
+    @property
+    def capture_deficit_s(self) -> float:
+        """Wall time of input callbacks not covered by delivered audio (about 0 when none was lost)."""
+        return self.capture_wall_s - self.captured_s
+
+    @property
+    def playback_deficit_s(self) -> float:
+        return self.playback_wall_s - self.played_s
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,10 @@ class _Pipe:
         self.overflows = 0
         self.dropped_in = 0
         self.short_blocks = 0
+        self.underflows = 0
+        # Samples after the first callback and the times of the first and latest (AudioStats).
+        self.in_samples = self.out_samples = 0
+        self.in_t0 = self.in_t1 = self.out_t0 = self.out_t1 = 0.0
 
     # --- caller side ---
 
@@ -176,10 +197,29 @@ class _Pipe:
             self.short_blocks += 1
         return out
 
+    def _clock_in(self, frames: int, now: float) -> None:
+        if self.in_t0:
+            self.in_samples += frames
+        else:
+            self.in_t0 = now
+        self.in_t1 = now
+
+    def _clock_out(self, frames: int, now: float, status: Any) -> None:
+        if status and status.output_underflow:
+            self.underflows += 1
+        if self.out_t0:
+            self.out_samples += frames
+        else:
+            self.out_t0 = now
+        self.out_t1 = now
+
     def duplex_cb(self, indata: Any, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
         self.callbacks += 1
         if status and status.input_overflow:
             self.overflows += 1
+        now = time.monotonic()
+        self._clock_in(frames, now)
+        self._clock_out(frames, now, status)
         out = self._play_out(outdata, frames)
         if self.cap.space() >= frames and self.ref.space() >= frames:
             self.cap.write(indata[:, 0])
@@ -189,14 +229,18 @@ class _Pipe:
 
     def input_cb(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         self.callbacks += 1
-        self.cap_times[(self.cap.written // self.block) % self._n_times] = time.monotonic()
+        now = time.monotonic()
+        self.cap_times[(self.cap.written // self.block) % self._n_times] = now
+        self._clock_in(frames, now)
         if status and status.input_overflow:
             self.overflows += 1
         if self.cap.write(indata[:, 0]) < frames:
             self.dropped_in += frames
 
     def output_cb(self, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        self.ref_times[(self.ref.written // self.block) % self._n_times] = time.monotonic()
+        now = time.monotonic()
+        self.ref_times[(self.ref.written // self.block) % self._n_times] = now
+        self._clock_out(frames, now, status)
         self.ref.write(self._play_out(outdata, frames))
 
 
@@ -542,4 +586,9 @@ class AudioIO:
             latency_ms=self._latency_ms,
             echo_mode=self.echo_mode,
             connected=bool(self._streams),
+            output_underflows=pipe.underflows if pipe else 0,
+            captured_s=pipe.in_samples / pipe.rate if pipe else 0.0,
+            capture_wall_s=pipe.in_t1 - pipe.in_t0 if pipe else 0.0,
+            played_s=pipe.out_samples / pipe.rate if pipe else 0.0,
+            playback_wall_s=pipe.out_t1 - pipe.out_t0 if pipe else 0.0,
         )

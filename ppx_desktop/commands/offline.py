@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
+
+from . import options
 
 DEFAULT_PROMPT = ("You are a wise and friendly teacher. Answer questions or provide advice in a clear and "
                   "engaging way.")
@@ -22,17 +23,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-wav", type=Path, required=True, help="the agent's audio: 24 kHz mono 16-bit WAV")
     p.add_argument("--output-text", type=Path, required=True, help="the agent's text, one entry per frame (JSON)")
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    p.add_argument("--seed", type=options.seed, default=None, help="random seed for reproducible sampling")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="LM weights: default bfloat16 on cuda, float32 on cpu")
     from .respond import add_precision_arguments
 
     add_precision_arguments(p)
-    p.add_argument("--temp-audio", type=float, default=0.8)
-    p.add_argument("--temp-text", type=float, default=0.7)
-    p.add_argument("--topk-audio", type=int, default=250)
-    p.add_argument("--topk-text", type=int, default=25)
+    p.add_argument("--temp-audio", type=options.temperature, default=0.8)
+    p.add_argument("--temp-text", type=options.temperature, default=0.7)
+    p.add_argument("--topk-audio", type=options.top_k, default=250)
+    p.add_argument("--topk-text", type=options.top_k, default=25)
+
+
+def voice_input(spec: str) -> list[tuple[str, Path]]:
+    """The voice as an input file to protect from being overwritten, when it names one."""
+    path = Path(spec).expanduser()
+    return [("--voice", path)] if path.suffix and path.is_file() else []
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,26 +47,40 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..assets.hub import find_model_dir
-    from ..audio.files import read_audio, write_wav_pcm16
+    from ..assets.voices import open_voice
+    from ..audio.files import encode_wav_pcm16, read_audio, wav_pcm16_size
     from ..cli import UserError
+    from ..engine.config import FRAME_SIZE
     from ..engine.model import load_model
     from ..engine.offline import run_offline
+    from ..engine.prompts import check_prompts_fit, span
     from ..engine.sampling import SamplingConfig
+    from .outputs import OutputSet
 
-    for out in (args.output_wav, args.output_text):
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"output folder does not exist: {out.parent}")
+    user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
+    frames = -(-len(user_audio) // FRAME_SIZE)
+    outputs = OutputSet([("--input-wav", args.input_wav), *voice_input(args.voice)])
+    outputs.add("--output-wav", args.output_wav, wav_pcm16_size(len(user_audio)))
+    outputs.add("--output-text", args.output_text, 64 * frames + 64)  # a JSON string per frame
+    outputs.check()  # before the model runs: a long run's work is never lost at the last step
     model_dir = args.model_dir or find_model_dir()
     if model_dir is None:
         raise UserError("no downloaded model found: run `ppx-desktop download` first or pass --model-dir")
-    user_audio = read_audio(args.input_wav)  # read first: a bad input fails before loading the model
     model = load_model(model_dir, device=args.device, dtype=args.dtype, quant=args.quant, context=args.context)
     rng = None
     if args.seed is not None:
         torch.manual_seed(args.seed)
         rng = torch.Generator(device=model.device).manual_seed(args.seed)
-    voice = model.load_voice(args.voice)
+    voice, _ = open_voice(model, args.voice)
+    for note in voice.notes:
+        print(f"note: {note}")
     text_tokens = model.tokenizer.encode_system_prompt(args.text_prompt)
+    context = model.config.lm.context
+    steps = check_prompts_fit(voice, text_tokens, context)
+    if steps + frames > context:
+        print(f"note: the prompts and the input take {span(steps + frames)}, the model remembers {span(context)}: "
+              f"from {span(context - steps)} into the input on, the oldest frames (the voice and persona first) "
+              "are forgotten")
     sampling = SamplingConfig(use_sampling=not args.greedy, temp_text=args.temp_text, top_k_text=args.topk_text,
                               temp_audio=args.temp_audio, top_k_audio=args.topk_audio)
     with torch.no_grad(), tqdm(total=0, unit="frame", desc="generating", disable=None) as bar:
@@ -69,10 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_offline(model, user_audio, voice=voice, text_tokens=text_tokens, sampling=sampling, rng=rng,
                              progress=progress)
-    write_wav_pcm16(args.output_wav, result.pcm)
-    tmp = args.output_text.with_name(args.output_text.name + ".partial")
-    tmp.write_text(json.dumps(result.text, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, args.output_text)
+    outputs.write({"--output-wav": encode_wav_pcm16(result.pcm),
+                   "--output-text": json.dumps(result.text, ensure_ascii=False).encode("utf-8")})
     words = "".join(t for t in result.text if t not in ("EPAD", "PAD", "BOS", "EOS")).strip()
     print(f"wrote {args.output_wav} ({len(result.pcm) / 24000:.1f} s) and {args.output_text}")
     if words:

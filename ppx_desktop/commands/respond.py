@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from .offline import DEFAULT_PROMPT
+from . import options
+from .offline import DEFAULT_PROMPT, voice_input
 
 
 def _layers(value: str) -> int | None:
@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--diagnostic", action="store_true",
                    help="print per-step encode/LM/decode times, real-time factor and text token probabilities")
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible sampling")
+    p.add_argument("--seed", type=options.seed, default=None, help="random seed for reproducible sampling")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     add_precision_arguments(p)
     p.add_argument("--offload-layers", type=_layers, default=0, metavar="N|auto",
@@ -81,19 +81,23 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..audio.files import read_audio, write_wav_pcm16
+    from ..audio.files import encode_wav_pcm16, read_audio, wav_pcm16_size
+    from ..engine.config import FRAME_SIZE
     from ..engine.model import load_model
+    from ..engine.prompts import span
     from ..engine.sampling import SamplingConfig
     from ..paths import state_cache_dir
     from ..session.conversation import Conversation
     from ..session.statecache import PromptStateCache
+    from .outputs import OutputSet
 
     if not 1 <= args.max_steps <= 10_000:
         raise ValueError("--max-steps must be between 1 and 10000 (80 ms each)")
-    for out in (args.output_wav, args.output_text):
-        if out is not None and not out.parent.is_dir():
-            raise FileNotFoundError(f"output folder does not exist: {out.parent}")
     turns = [read_audio(path) for path in args.input_wav]  # bad inputs fail before the model loads
+    outputs = OutputSet([*(("--input-wav", p) for p in args.input_wav), *voice_input(args.voice)])
+    outputs.add("--output-wav", args.output_wav, wav_pcm16_size(len(turns) * args.max_steps * FRAME_SIZE))
+    outputs.add("--output-text", args.output_text, len(turns) * (32 * args.max_steps + 512) + 64 * 1024)
+    outputs.check()  # before the model runs: the answers are never lost at the last step
     model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype, quant=args.quant,
                        offload_layers=args.offload_layers, context=args.context)
     if model.lm.streamer is not None:
@@ -103,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     answers, report = [], []
     with torch.no_grad():
         cached = conv.start(args.voice, args.text_prompt)
+        for note in conv.notes:
+            print(f"note: {note}")
         print(f"voice {args.voice}, prompt ready{' (from cache)' if cached else ''}")
         for i, (path, audio) in enumerate(zip(args.input_wav, turns), 1):
             respond = conv.respond_diagnostic if args.diagnostic else conv.respond
@@ -117,15 +123,13 @@ def run(args: argparse.Namespace) -> int:
                     if s.text is not None:
                         print(f"    {s.phase:6s} {s.text!r:>14} p={s.text_prob:.2f} "
                               f"({s.encode_ms:.1f} + {s.lm_ms:.1f} + {s.decode_ms:.1f} ms)")
-    write_wav_pcm16(args.output_wav, np.concatenate(answers) if answers else np.zeros(0, np.float32))
+    contents = {"--output-wav": encode_wav_pcm16(np.concatenate(answers) if answers else np.zeros(0, np.float32))}
     if args.output_text is not None:
-        tmp = args.output_text.with_name(args.output_text.name + ".partial")
-        tmp.write_text(json.dumps({"voice": args.voice, "prompt": args.text_prompt, "turns": report},
-                                  ensure_ascii=False, indent=1), encoding="utf-8")
-        os.replace(tmp, args.output_text)
+        contents["--output-text"] = json.dumps({"voice": args.voice, "prompt": args.text_prompt, "turns": report},
+                                               ensure_ascii=False, indent=1).encode("utf-8")
+    outputs.write(contents)
     print(f"wrote {args.output_wav}" + (f" and {args.output_text}" if args.output_text else ""))
     if conv.context_full:
-        minutes = conv.context_size / 750
-        print(f"note: the conversation passed the model's {conv.context_size}-frame ({minutes:.1f}-minute) context; "
-              "the oldest part is forgotten")
+        print(f"note: the conversation passed the model's context ({span(conv.context_size)}); the oldest part "
+              "is forgotten")
     return 0

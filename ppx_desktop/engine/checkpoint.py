@@ -147,6 +147,7 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
     plan = plan_fn(model_shapes, infos)
     unused = [k for k in infos if allow_unused(k)] if allow_unused is not None else ()
     check_plan(path, plan, model_shapes, infos, allow_unused=unused)
+    check_dtypes(path, plan, model_sd, infos)
     device, host = torch.device(device), torch.device("cpu")
     loaded: dict[str, torch.Tensor] = {}
     try:
@@ -163,10 +164,11 @@ def load_weights(module: nn.Module, path: str | Path, *, device: str | torch.dev
                 if convert is not None:
                     # Converted (quantised) on the compute device, whose kernels define the packing,
                     # then kept where it belongs.
-                    loaded.update({k: v.to(device=where) for k, v in convert(key, t.to(device=device)).items()})
+                    t = _finite(path, src, t.to(device=device))
+                    loaded.update({k: v.to(device=where) for k, v in convert(key, t).items()})
                     continue
                 target_dtype = dtype if dtype is not None and t.is_floating_point() else model_sd[key].dtype
-                loaded[key] = t.to(device=where, dtype=target_dtype)
+                loaded[key] = _finite(path, src, t.to(device=where, dtype=target_dtype))
     except SafetensorError as exc:
         raise CheckpointError(f"{path}: damaged weights file ({exc}); download it again") from exc
     # Modules rebuild derived buffers (Mimi's codebook centroids) in load_state_dict post-hooks.
@@ -184,6 +186,25 @@ def conversion_order(shapes: dict[str, tuple[int, ...]]) -> list[str]:
         return n
 
     return sorted(shapes, key=numel, reverse=True)
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def check_dtypes(path: Path, plan: Plan, model_sd: dict[str, torch.Tensor], file_infos: dict[str, TensorInfo]) -> None:
+    """Refuses integer or boolean tensors where the model holds floating-point weights: cast
+    silently, they load as a model that only babbles."""
+    bad = [f"{src} is {file_infos[src].dtype}" for key, (src, _) in plan.items()
+           if model_sd[key].is_floating_point() and file_infos[src].dtype not in _FLOAT_DTYPES]
+    if bad:
+        raise CheckpointError(f"{path} stores weights as integers where the model needs floating-point values "
+                              f"({_short_list(bad)}): the file is damaged or not a checkpoint of this model; "
+                              "download it again")
+
+
+def _finite(path: Path, name: str, t: torch.Tensor) -> torch.Tensor:
+    """`t`, if it holds no NaN or infinity (checked on its device; meta tensors have no values)."""
+    if t.is_floating_point() and t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+        raise CheckpointError(f"{path}: {name} holds NaN or infinite values; the file is damaged: download it again")
+    return t
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -6,6 +6,7 @@ files, the config, the devices, then each checkpoint's header against the module
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from .config import (
 from .lm import LMModel
 from .mimi import Mimi
 from .offload import LayerStreamer, OffloadPlan, plan_offload
-from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file
+from .prompts import VoiceError, VoicePrompt, load_voice_audio, load_voice_file, max_voice_seconds
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3"}
@@ -95,14 +96,18 @@ class LoadedModel:
         listing = ", ".join(available) if available else f"none found in {self.voices_dir}"
         raise VoiceError(f"unknown voice {spec!r}: not a file and not a preset. Available voices: {listing}")
 
-    def load_voice(self, spec: str) -> VoicePrompt:
-        path = self.resolve_voice(spec)
+    def load_voice(self, spec: str | Path) -> VoicePrompt:
+        """A voice by preset name or path, checked against this model (width, cards, cache size).
+        Custom voices by name: `assets.voices.open_voice`, which knows the user's folder."""
+        path = self.resolve_voice(str(spec))
         if path.suffix.lower() == ".pt":
-            return load_voice_file(path, dim=self.config.lm.dim, num_streams=self.config.lm.num_streams)
+            lm = self.config.lm
+            return load_voice_file(path, dim=lm.dim, num_streams=lm.num_streams, card=lm.card,
+                                   text_card=lm.text_card, columns=lm.max_delay + 3)
         if path.suffix.lower() not in AUDIO_SUFFIXES:
             kinds = ", ".join(sorted(AUDIO_SUFFIXES))
             raise VoiceError(f"{path}: a voice is a .pt voice file or an audio file ({kinds})")
-        return load_voice_audio(path)
+        return load_voice_audio(path, max_voice_seconds(self.config))
 
 
 def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str,
@@ -239,6 +244,25 @@ def _fit_context(config: ModelConfig, dtype: torch.dtype, quant: str, free: int)
     return config.with_context(context)
 
 
+def check_model_files(model_dir: Path) -> Path:
+    """The directory, if it holds the model's files and they can be read; else a ModelError."""
+    try:
+        if not model_dir.is_dir():
+            raise ModelError(f"model directory not found: {model_dir}")
+        missing = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER) if not (model_dir / name).is_file()]
+        unreadable = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER, PPX_CONFIG) if name not in missing
+                      and (model_dir / name).exists() and not os.access(model_dir / name, os.R_OK)]
+    except OSError as exc:  # a folder without read or search permission fails inside stat
+        raise ModelError(f"cannot read the model directory {model_dir} ({exc.strerror or exc}): check its "
+                         "permissions (ls -ld), or point --model-dir at a folder you can read") from exc
+    if missing:
+        raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
+                         "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
+    if unreadable:
+        raise ModelError(f"cannot read {', '.join(unreadable)} in {model_dir}: check the files' permissions")
+    return model_dir
+
+
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
                *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0,
                context: int | None = None, max_context: int | None = None) -> LoadedModel:
@@ -257,13 +281,7 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     from .config import ConfigError
     from .quant import QuantError, available_quants, check_quant, convert_for_quant, packing_for, quantizing_converter
 
-    model_dir = Path(model_dir).expanduser()
-    if not model_dir.is_dir():
-        raise ModelError(f"model directory not found: {model_dir}")
-    missing = [name for name in (LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER) if not (model_dir / name).is_file()]
-    if missing:
-        raise ModelError(f"{model_dir} is not a complete model directory: missing {', '.join(missing)}. "
-                         "Download the model (nvidia/personaplex-7b-v1) or point --model-dir at it.")
+    model_dir = check_model_files(Path(model_dir).expanduser())
     config = load_model_config(model_dir)
     if context is None and max_context is not None:
         context = min(max_context, config.lm.context)

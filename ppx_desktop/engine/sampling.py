@@ -7,6 +7,7 @@ CUDA). The draw order matches the reference, so a seeded run consumes the RNG th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +22,17 @@ class SamplingConfig:
     top_k_text: int = 25
     temp_audio: float = 0.8
     top_k_audio: int = 250
+
+    def __post_init__(self) -> None:
+        # A NaN temperature samples garbage and a negative one inverts the distribution, silently.
+        for name in ("temp_text", "temp_audio"):
+            t = getattr(self, name)
+            if not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
+                raise ValueError(f"{name} must be a number of 0 or more (0: always the most likely token), got {t!r}")
+        for name in ("top_k_text", "top_k_audio"):
+            k = getattr(self, name)
+            if not (isinstance(k, int) and k >= 0):
+                raise ValueError(f"{name} must be a whole number of 0 (no limit) or more, got {k!r}")
 
     @classmethod
     def greedy(cls) -> SamplingConfig:

@@ -25,6 +25,7 @@ from ..engine.model import LoadedModel
 from ..engine.prompts import (
     SILENCE_FRAMES,
     VoicePrompt,
+    check_prompts_fit,
     run_text_phases,
     run_voice_phase,
     text_phase_steps,
@@ -168,6 +169,7 @@ class Conversation:
         self.num_codebooks = model.config.mimi.num_codebooks
         self.voice_name: str | None = None
         self.prompt: str = ""
+        self.notes: list[str] = []  # what the last start() did that the user should hear of
         self._start_snapshot: PromptState | None = None
         self._prev_text_probs: torch.Tensor | None = None
         self._model_key = self._model_identity(model)
@@ -212,11 +214,14 @@ class Conversation:
               progress: tp.Callable[[int, int], None] | None = None) -> bool:
         """Sets the voice (a preset name, a file, or a VoicePrompt) and persona prompt, and runs
         the prompt phases, or restores their result from the cache. Returns True when cached."""
+        from ..assets.voices import open_voice
+
         source = None
-        if isinstance(voice, str):
-            source = self.model.resolve_voice(voice)
-            voice = self.model.load_voice(voice)
+        if isinstance(voice, str):  # presets and the user's custom voices by name, or a file
+            voice, source = open_voice(self.model, voice)
         text_tokens = self.model.tokenizer.encode_system_prompt(prompt) if prompt.strip() else []
+        check_prompts_fit(voice, text_tokens, self.context_size)
+        notes = list(voice.notes) if voice is not None else []
         opts = self.gen.options
         voice_key = fingerprint("voice", self._model_key, self._voice_identity(voice, source), opts.exact_window)
         prompt_key = fingerprint("prompt", voice_key, list(text_tokens), SILENCE_FRAMES)
@@ -229,7 +234,7 @@ class Conversation:
                 progress(done[0], total)
 
         from_cache = True
-        snap = self.cache.get(prompt_key, self.device)
+        snap = self.cache.get(prompt_key, self.device, like=self.state)
         if snap is None:
             from_cache = False
             try:
@@ -240,6 +245,7 @@ class Conversation:
                 raise
             self.cache.put(prompt_key, snap)
         self._start_snapshot = snap
+        self.notes = notes + self.cache.take_notes()
         self.voice_name = voice.name if voice is not None else None
         self.prompt = prompt
         self.reset()
@@ -251,7 +257,7 @@ class Conversation:
         return from_cache
 
     def _run_prompts(self, voice: VoicePrompt | None, voice_key: str, text_tokens: list[int], tick) -> PromptState:
-        after_voice = self.cache.get(voice_key, self.device)
+        after_voice = self.cache.get(voice_key, self.device, like=self.state)
         if after_voice is not None:
             after_voice.apply(self.state)
             tick(voice_phase_steps(voice))

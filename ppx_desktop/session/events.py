@@ -104,10 +104,11 @@ class ModelLoaded:
     model_dir: str
     device: str
     dtype: str
-    voices: tuple[str, ...]
+    voices: tuple[str, ...]  # every voice StartConversation takes by name: presets on disk, then custom
     demo: bool
     offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
     quant: str = "none"  # the LM's linear layers: "none", "int8" or "int4"
+    custom_voices: tuple[str, ...] = ()  # which of `voices` the user made (`voices add`, Add voice…)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class ConversationReady:
     prompt: str
     from_cache: bool
     seconds: float
+    notes: tuple[str, ...] = ()  # what was done that the user should know (recording trimmed, cache discarded)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class StepStats:
 class VoiceCreated:
     name: str
     path: str
+    notes: tuple[str, ...] = ()  # what was done to the recording (cut, resampled), for the status bar
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,29 @@ def _to_host(t: torch.Tensor) -> torch.Tensor:
     if not t.is_meta:
         host.copy_(t, non_blocking=True)
     return host
+def misfit(snap: PromptState, state: GenState) -> str | None:
+    """Why a snapshot read from disk cannot be applied to `state` (None if it can): a file from
+    another model or version, or hand-edited, loads fine and then fails inside `apply`."""
+    if snap.cache.shape != state.cache.shape or snap.cache.dtype != state.cache.dtype:
+        return f"token cache {list(snap.cache.shape)} instead of {list(state.cache.shape)}"
+    if snap.provided.shape != state.provided.shape or snap.provided.dtype != state.provided.dtype:
+        return f"forced-token flags {list(snap.provided.shape)} instead of {list(state.provided.shape)}"
+    if [len(r) for r in snap.provided_host] != [len(r) for r in state.provided_host] or not all(
+            isinstance(x, bool) for r in snap.provided_host for x in r):
+        return "forced-token flags on the host do not match"
+    if len(snap.keys) != len(state.lm.keys) or len(snap.values) != len(state.lm.values):
+        return f"{len(snap.keys)} layers instead of {len(state.lm.keys)}"
+    slots = min(snap.lm_offset, state.lm.keys[0].shape[2])
+    if snap.offset < 0 or snap.lm_offset < 0:
+        return "negative counters"
+    for name, got, want in (("keys", snap.keys, state.lm.keys), ("values", snap.values, state.lm.values)):
+        for t, dst in zip(got, want):
+            expected = (*dst.shape[:2], slots, dst.shape[3])
+            if tuple(t.shape) != expected or t.dtype != dst.dtype:
+                return f"{name} of shape {list(t.shape)} ({t.dtype}) instead of {list(expected)} ({dst.dtype})"
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{name} hold NaN or infinite values"
+    return None
 
 
 def fingerprint(*parts: object) -> str:
@@ -135,8 +158,21 @@ class PromptStateCache:
         self.max_memory_entries = max_memory_entries
         self.max_disk_entries = max_disk_entries
         self._memory: OrderedDict[str, PromptState] = OrderedDict()
+        self._misfits: list[tuple[str, str]] = []
 
-    def get(self, key: str, device: torch.device) -> PromptState | None:
+    def take_notes(self) -> list[str]:
+        """What the cache did since the last call that the user should hear of, in one sentence:
+        files that did not fit were deleted (so the next start does not say it again)."""
+        misfits, self._misfits = self._misfits, []
+        if not misfits:
+            return []
+        names = ", ".join(name for name, _ in misfits)
+        return [f"the saved prompt state{'s' if len(misfits) > 1 else ''} {names} in {self.folder} did not fit this "
+                f"model ({misfits[0][1]}): deleted, and the prompts ran again"]
+
+    def get(self, key: str, device: torch.device, like: GenState | None = None) -> PromptState | None:
+        """The snapshot for `key`, or None; with `like`, a disk file that does not fit that state is
+        deleted (and said so once: the next start recomputes and saves a good one)."""
         if key in self._memory:
             self._memory.move_to_end(key)
             return self._memory[key]
@@ -149,6 +185,12 @@ class PromptStateCache:
             snap = PromptState.load(path, device)
         except Exception as exc:  # a damaged cache file must never stop a conversation
             log.warning("dropping unreadable state cache file %s: %s", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        why = misfit(snap, like) if like is not None else None
+        if why is not None:
+            log.warning("deleting state cache file %s: it does not fit this model (%s)", path, why)
+            self._misfits.append((path.name, why))
             path.unlink(missing_ok=True)
             return None
         os.utime(path)  # recently used: survives the pruning longer

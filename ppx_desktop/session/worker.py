@@ -185,9 +185,13 @@ class InferenceWorker:
         _warm_up(model)
         self.model = model
         streamer = model.lm.streamer
+        from ..assets.voices import usable_voices
+
+        voices = usable_voices(model_dir)
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
-                                  tuple(model.available_voices()), cmd.demo,
-                                  len(streamer.plan.layers) if streamer is not None else 0, model.quant))
+                                  tuple(v.id for v in voices), cmd.demo,
+                                  len(streamer.plan.layers) if streamer is not None else 0, model.quant,
+                                  tuple(v.id for v in voices if v.custom)))
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
@@ -202,7 +206,7 @@ class InferenceWorker:
             self._told_fallback = True
             self._emit(ev.Notice("Frames run without CUDA graphs, a little slower: "
                                  f"{conv.capture_fallback}. Details are in the log file.", "capture"))
-        self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0))
+        self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0, tuple(conv.notes)))
         self._emit_stats(0.0, 0, conv)
         self._emit(ev.Status("idle"))
 
@@ -214,9 +218,10 @@ class InferenceWorker:
         if self.model is None:
             raise _UserFacing("model", "load a model before adding a voice")
         self._emit(ev.Status("preparing", f"voice {cmd.name}"))
+        notes: list[str] = []
         path = create_custom_voice(self.model, cmd.name, cmd.wav_path, cmd.consent,
-                                   progress=lambda d, t: self._emit(ev.Progress("voice", d, t)))
-        self._emit(ev.VoiceCreated(cmd.name, str(path)))
+                                   progress=lambda d, t: self._emit(ev.Progress("voice", d, t)), notes=notes)
+        self._emit(ev.VoiceCreated(cmd.name, str(path), tuple(notes)))
         self._emit(ev.Status("idle"))
 
     def _drop_conversation(self) -> None:

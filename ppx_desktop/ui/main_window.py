@@ -325,7 +325,8 @@ class MainWindow(QMainWindow):
         elif isinstance(event, ev.ConversationReady):
             self.model_ready = True
             self.statusBar().showMessage(f"Ready: {event.voice} ({event.seconds:.1f} s"
-                                         + (", from cache)" if event.from_cache else ")"), 8000)
+                                         + (", from cache)" if event.from_cache else ")")
+                                         + "".join(f"; {note}" for note in event.notes), 8000)
         elif isinstance(event, ev.TurnStarted):
             if event.mode == "duplex":
                 self.transcript.agent(event.turn_id, "duplex")
@@ -353,7 +354,7 @@ class MainWindow(QMainWindow):
             self.show_error(event.message)
         elif isinstance(event, VoiceCreated):
             self.voices.set_voices(list_voices(self.model_dir), event.name)
-            self.statusBar().showMessage(f"Voice {event.name} is ready", 6000)
+            self.statusBar().showMessage(f"Voice {event.name} is ready" + "".join(f"; {n}" for n in event.notes), 8000)
         self._render_state()
 
     def _render_state(self) -> None:

@@ -12,6 +12,11 @@
 
 Faults for tests: `drop_after[name] = n` closes the connection once after n bytes of the body;
 `corrupt[name] = k` serves altered bytes k times. Every request is logged; body bytes are counted.
+
+A hostile Hub for tests: `commit` may be anything (None: a null `sha`), `headers[name]` replaces
+or (with None) removes headers of a file's resolve answer (`ETag`, `X-Linked-Etag`, `Location`),
+`cdn_redirect` makes the CDN answer every request with a redirect there, and `extra_files` are
+listed in the repository info with any name (they are never served).
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class FakeHub:
     corrupt: dict[str, int] = field(default_factory=dict)
     log: list[Logged] = field(default_factory=list)
     served: dict[str, int] = field(default_factory=dict)
+    headers: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    cdn_redirect: str | None = None
+    extra_files: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self):
         self.lock = threading.Lock()
@@ -100,6 +108,8 @@ class FakeHub:
             if self.is_lfs(name):
                 entry["lfs"] = {"size": len(data), "sha256": self.sha256(name), "pointerSize": 134}
             siblings.append(entry)
+        for name, size in self.extra_files.items():
+            siblings.append({"rfilename": name, "size": size, "blobId": "0" * 40})
         return {"id": self.repo, "sha": self.commit, "private": False, "gated": "manual" if self.gated else False,
                 "siblings": siblings}
 
@@ -130,7 +140,7 @@ def _handler(hub: FakeHub, role: str):
                 self.wfile.write(body)
 
         def _error(self, status: int, code: str | None = None, message: str | None = None) -> None:
-            headers = {"X-Repo-Commit": hub.commit}
+            headers = {"X-Repo-Commit": str(hub.commit)}
             if code:
                 headers["X-Error-Code"] = code
             if message:
@@ -177,17 +187,25 @@ def _handler(hub: FakeHub, role: str):
                 return self._error(403, "GatedRepo", "You are not in the authorized list")
             if name not in hub.files:
                 return self._error(404, "EntryNotFound")
-            headers = {"X-Repo-Commit": hub.commit, "ETag": f'"{git_blob_id(hub.files[name])}"',
+            headers = {"X-Repo-Commit": str(hub.commit), "ETag": f'"{git_blob_id(hub.files[name])}"',
                        "Accept-Ranges": "bytes"}
             if hub.is_lfs(name):
                 headers["X-Linked-Etag"] = f'"{hub.sha256(name)}"'
                 headers["X-Linked-Size"] = str(len(hub.files[name]))
                 if hub.cdn:
                     headers["Location"] = f"{hub.cdn_url}/cdn/{hub.sha256(name)}"
-                    return self._send(302, headers)
+            for key, value in hub.headers.get(name, {}).items():
+                if value is None:
+                    headers.pop(key, None)
+                else:
+                    headers[key] = value
+            if "Location" in headers:
+                return self._send(302, headers)
             self._content(name, headers)
 
         def _cdn(self, path: str) -> None:
+            if hub.cdn_redirect is not None:
+                return self._send(302, {"Location": hub.cdn_redirect})
             sha = path.rsplit("/", 1)[-1]
             for name in hub.files:
                 if hub.is_lfs(name) and hub.sha256(name) == sha:

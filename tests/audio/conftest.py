@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from audio_audit import Audit
 
 DATA = Path(__file__).parent / "data"
 TOOLS = ("pulseaudio", "pactl", "paplay", "parecord")
@@ -57,12 +58,12 @@ class Pulse:
         return subprocess.run(["pactl", *args], env=self.env, check=True, capture_output=True, text=True,
                               timeout=20).stdout.strip()
 
-    def paplay(self, wav: Path) -> subprocess.Popen:
-        return subprocess.Popen(["paplay", "--device=micfeed", "--latency-msec=20", str(wav)], env=self.env)
-
-    def parecord(self, out: Path) -> subprocess.Popen:
-        return subprocess.Popen(["parecord", "--device=speaker.monitor", "--rate=24000", "--channels=1",
-                                 "--format=float32le", "--raw", "--latency-msec=20", str(out)], env=self.env)
+    def audit(self, *streams) -> Audit:
+        """Starts measuring what the machine loses of a test's audio (tests/audio/audio_audit.py)."""
+        audit = Audit(self.runtime / "pa.log", self.runtime, self.env)
+        for io in streams:
+            audit.watch(io)
+        return audit
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +92,7 @@ def pulse(tmp_path_factory):
     # in the middle of a test; the streams then died with "Connection terminated".
     proc = subprocess.Popen(
         ["pulseaudio", "--daemonize=no", "-n", "--no-cpu-limit=true", "--exit-idle-time=-1", "--disallow-exit",
-         "-F", str(runtime / "ci.pa"),
+         "-F", str(runtime / "ci.pa"), "--log-level=info",  # info: the loopback's underruns (audio_audit.py)
          f"--log-target=file:{runtime / 'pa.log'}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 20

@@ -263,3 +263,53 @@ def test_write_failure_leaves_existing_file(tmp_path: Path, monkeypatch: pytest.
 def test_write_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(AudioFileError, match="does not exist"):
         write_wav_pcm16(tmp_path / "no" / "such" / "out.wav", np.zeros(10, dtype=np.float32))
+
+
+# ------------------------------------------------------- read_audio: bounds checked from the header
+
+
+def test_a_header_declaring_1_hz_is_refused_before_converting(tmp_path: Path) -> None:
+    p = tmp_path / "1hz.wav"
+    sf.write(p, np.zeros(100_000, np.int16), 1, subtype="PCM_16")  # 200 KB; resampled it asked for ~10 GB
+    with pytest.raises(AudioFileError, match="declares a sample rate of 1 Hz") as ei:
+        read_audio(p)
+    assert str(p) in str(ei.value)
+
+
+def test_a_recording_longer_than_the_bound_is_refused_and_keep_seconds_trims(tmp_path: Path) -> None:
+    p = tmp_path / "long.wav"
+    sf.write(p, _sine(200, 48000, 12.0), 48000, subtype="PCM_16")
+    with pytest.raises(AudioFileError, match=r"12\.0 s long; at most 10\.0 s"):
+        read_audio(p, max_seconds=10.0)
+    notes: list[str] = []
+    x = read_audio(p, max_seconds=None, keep_seconds=5.0, notes=notes)
+    assert x.shape == (5 * SR,)
+    assert notes == ["used the first 5.0 s of the 12.0 s recording", "resampled it from 48000 Hz to 24000 Hz"]
+
+
+def test_96k_8_bit_stereo_is_read_and_said_so(tmp_path: Path) -> None:
+    p = tmp_path / "odd.wav"
+    tone = _sine(300, 96000, 1.0)
+    sf.write(p, np.stack([tone, tone], axis=1), 96000, subtype="PCM_U8")
+    notes: list[str] = []
+    x = read_audio(p, notes=notes)
+    assert x.shape == (SR,) and abs(_dominant_freq(x, SR) - 300) <= 2
+    assert notes == ["mixed its 2 channels to mono", "resampled it from 96000 Hz to 24000 Hz",
+                     "it holds 8-bit samples, which add audible noise; a 16-bit recording works better"]
+
+
+def test_block_wise_resampling_equals_one_shot(tmp_path: Path) -> None:
+    import soxr
+
+    from ppx_desktop.audio import files
+
+    rng = np.random.default_rng(1)
+    y = (0.2 * rng.standard_normal(44100 * 3 + 17)).astype(np.float32)
+    p = tmp_path / "n.wav"
+    sf.write(p, y, 44100, subtype="FLOAT")
+    one_shot = soxr.resample(y, 44100, SR, quality="VHQ")
+    old, files.READ_BLOCK = files.READ_BLOCK, 10_000  # many blocks
+    try:
+        np.testing.assert_array_equal(read_audio(p), one_shot)
+    finally:
+        files.READ_BLOCK = old

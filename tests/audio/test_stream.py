@@ -223,3 +223,20 @@ def test_unplugged_device_is_reported_and_audio_resumes():
     assert "the audio stream stopped" in events[0][2]
     assert events[0][1] - t_unplug < io.config.stall_timeout_s
     assert io.stats.device_errors == 1
+
+
+def test_no_nanobind_leak_report_at_exit_for_a_resampler_a_thread_still_holds():
+    """A daemon thread (the inference worker, a voice maker) still holding a soxr stream when the
+    process ends made nanobind print "leaked 2 instances of CSoxr" per test worker."""
+    import subprocess
+    import sys
+
+    code = ("import threading, time\n"
+            "from ppx_desktop.audio.resample import StreamResampler\n"
+            "def hold():\n"
+            "    r = StreamResampler(48000, 24000)\n"
+            "    time.sleep(100)\n"
+            "threading.Thread(target=hold, daemon=True).start()\n"
+            "time.sleep(0.2)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "leaked" not in run.stderr, run.stderr

@@ -104,6 +104,44 @@ def test_corrupt_disk_cache_is_recomputed(model, tmp_path):
     assert conv.started
 
 
+@pytest.mark.parametrize("damage", [
+    pytest.param("fewer_layers", id="fewer-layers"),
+    pytest.param("wider_heads", id="other-head-size"),
+    pytest.param("nan_keys", id="nan-keys"),
+    pytest.param("token_ring", id="other-token-ring"),
+])
+def test_a_disk_cache_that_loads_but_does_not_fit_is_discarded_saying_so_once(model, tmp_path, damage):
+    import torch
+
+    from ppx_desktop.session.statecache import PromptState
+
+    disk = tmp_path / "states"
+    Conversation(model, sampling=GREEDY, cache=PromptStateCache(disk)).start("NATM0", PROMPT)
+    files = sorted(disk.glob("*.safetensors"))
+    assert len(files) == 2  # after the voice, after the prompts
+    for f in files:  # a readable file of the right format that does not fit this model
+        snap = PromptState.load(f, torch.device("cpu"))
+        if damage == "fewer_layers":
+            snap.keys, snap.values = snap.keys[:1], snap.values[:1]
+        elif damage == "wider_heads":
+            snap.keys = [torch.cat([k, k], dim=-1) for k in snap.keys]
+        elif damage == "nan_keys":
+            snap.keys[0].fill_(float("nan"))
+        else:
+            snap.cache = torch.zeros(1, 17, 9, dtype=torch.long)
+        snap.save(f)
+    conv = Conversation(model, sampling=GREEDY, seed=0, cache=PromptStateCache(disk))
+    assert conv.start("NATM0", PROMPT) is False
+    assert len(conv.notes) == 1 and "did not fit this model" in conv.notes[0] and "deleted" in conv.notes[0]
+    reference = Conversation(model, sampling=GREEDY, seed=0)
+    reference.start("NATM0", PROMPT)
+    assert torch.equal(conv.state.cache, reference.state.cache)
+    assert conv.respond(speech(1.0, 1), max_steps=5, early_stop=False).text_ids == \
+        reference.respond(speech(1.0, 1), max_steps=5, early_stop=False).text_ids
+    again = Conversation(model, sampling=GREEDY, cache=PromptStateCache(disk))
+    assert again.start("NATM0", PROMPT) is True and again.notes == []  # recomputed and saved: said once
+
+
 def test_duplex_steps_equal_offline(model):
     audio = speech(1.2, seed=5)
     voice = model.load_voice("NATF0")

@@ -193,3 +193,28 @@ def test_first_start_says_what_this_gpu_runs(qtbot):
         assert box.text() == "No NVIDIA GPU visible: only the demo model will run."
     assert box.informativeText() and "gpu-check.json" in box.detailedText()
     assert first_run_gpu_message() is None  # once
+
+
+@pytest.fixture
+def custom_voice(tiny_model_dir, tmp_path):
+    """A custom voice made before the window opens, as `voices add` or Add voice… would."""
+    from ppx_desktop.assets.voices import create_custom_voice
+    from ppx_desktop.engine.model import load_model
+    from ppx_desktop.engine.tiny import synthetic_voice
+
+    wav = tmp_path / "me.wav"
+    sf.write(str(wav), np.tile(synthetic_voice(1, seconds=2.0), 6), 24000, subtype="PCM_16")
+    create_custom_voice(load_model(tiny_model_dir, device="cpu"), "Mine", wav, consent=True)
+    return "Mine"
+
+
+def test_a_custom_voice_is_listed_and_talks_like_a_preset(qtbot, custom_voice, window):
+    assert custom_voice in window.voices.voice_ids()
+    for voice in ("NATM0", custom_voice):  # from a preset to the custom voice
+        with qtbot.waitSignal(window.bridge.event, timeout=LOAD_S * 1000,
+                              check_params_cb=lambda e: isinstance(e, (ev.ConversationReady, ev.ErrorEvent))) as ready:
+            assert window.voices.select(voice)
+        assert isinstance(ready.args[0], ev.ConversationReady) and ready.args[0].voice == voice
+        qtbot.waitUntil(lambda: window.model_ready, timeout=30_000)
+    assert not window.banner.isVisible() and window.transcript.voice == custom_voice
+
