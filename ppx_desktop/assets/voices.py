@@ -120,7 +120,8 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
     from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
     from ..engine.config import FRAME_SIZE, SAMPLE_RATE
     from ..engine.generator import Generator
-    from ..engine.prompts import VoicePrompt, run_prompts, save_voice_file
+    from ..engine.prefill import Prefiller
+    from ..engine.prompts import VoicePrompt, save_voice_file
     from ..engine.sampling import SamplingConfig
 
     if not consent:
@@ -140,11 +141,12 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
         raise VoiceError(str(exc)) from exc
     voice = VoicePrompt(name=name, frames=frames(audio, FRAME_SIZE))
     gen = Generator(model.lm, SamplingConfig.greedy())
-    state = gen.init_state(1)
     with torch.no_grad():
         # The voice phase only, as for the presets: the silences and persona come at conversation time.
-        emb, cache = run_prompts(gen, state, model.config.prompt, mimi=model.mimi, voice=voice, silence_frames=0,
-                                 collect_embeddings=True, progress=progress)
+        # Its file needs no transformer pass and no context-sized state (engine/prefill.py).
+        emb, cache = Prefiller(gen).voice_file(model.config.prompt, model.mimi, voice,
+                                               progress=None if progress is None else
+                                               (lambda done: progress(done, len(voice.frames))))
     save_voice_file(path, emb, cache)
     return path
 
