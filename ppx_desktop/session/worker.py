@@ -195,7 +195,10 @@ class InferenceWorker:
             raise _UserFacing("model", "no model is loaded yet: load or download one first")
         self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
         t0 = time.perf_counter()
-        conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache)
+        conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache,
+                            context=_context_settings(cmd.context, self.input.capacity))
+        conv.on_refresh = lambda r: self._emit(ev.ContextRefreshed(r.frames_before, r.frames_after, r.kept_frames,
+                                                                   r.stall_ms, r.reason))
         cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
         self.conversation = conv
         self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0))
@@ -284,8 +287,20 @@ class InferenceWorker:
         self._emit(ev.Status("idle"))
 
     def _emit_stats(self, step_ms: float, lag: int, conv) -> None:
+        last = conv.last_refresh
         self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
-                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size))
+                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size,
+                                conv.refresh_count, last.stall_ms if last is not None else 0.0))
+
+
+def _context_settings(chosen, max_input_lag_frames: int):
+    """The conversation's context policy, with a live duplex stall the input queue absorbs."""
+    import dataclasses
+
+    from .context import ContextSettings
+
+    budget = ContextSettings.for_input_queue(max_input_lag_frames).stall_budget_ms
+    return dataclasses.replace(chosen or ContextSettings(), stall_budget_ms=budget)
 
 
 class _UserFacing(Exception):
