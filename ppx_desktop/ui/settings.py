@@ -25,6 +25,7 @@ QUANTS = ("auto", "none", "int8")
 OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75
+HISTORY_SECONDS = (30, 60, 120)  # conversation kept by a context refresh (session/context.py)
 
 
 class Key(str, enum.Enum):
@@ -36,6 +37,8 @@ class Key(str, enum.Enum):
     PROMPT_TEXT = "conversation/prompt_text"
     MAX_STEPS = "conversation/max_steps"
     EARLY_STOP = "conversation/early_stop"
+    CONTEXT_REFRESH = "conversation/context_refresh"
+    CONTEXT_HISTORY = "conversation/context_history_s"
     INPUT_DEVICE = "audio/input_device"
     OUTPUT_DEVICE = "audio/output_device"
     ECHO = "audio/echo"
@@ -62,6 +65,8 @@ class AppSettings:
     prompt_text: str = ""
     max_steps: int = DEFAULT_STEPS
     early_stop: bool = True
+    context_refresh: bool = True  # False: the context scrolls like the reference's
+    context_history_s: int = 60
     input_device: str = ""  # "" = the system default device
     output_device: str = ""
     echo: str = "aec3"
@@ -133,6 +138,8 @@ _FIELDS = {
     "prompt_text": (Key.PROMPT_TEXT, str),
     "max_steps": (Key.MAX_STEPS, _int_range(MIN_STEPS, MAX_STEPS)),
     "early_stop": (Key.EARLY_STOP, _bool),
+    "context_refresh": (Key.CONTEXT_REFRESH, _bool),
+    "context_history_s": (Key.CONTEXT_HISTORY, lambda v: _choice(HISTORY_SECONDS)(int(v))),
     "input_device": (Key.INPUT_DEVICE, str),
     "output_device": (Key.OUTPUT_DEVICE, str),
     "echo": (Key.ECHO, _choice(ECHO_MODES)),

@@ -22,7 +22,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from .settings import DEVICES, DTYPES, QUANTS, AppSettings
+from .settings import DEVICES, DTYPES, HISTORY_SECONDS, QUANTS, AppSettings
+
+CONTEXT_CHOICES = [(f"{s}", f"Keep the persona and the last {s} s of conversation") for s in HISTORY_SECONDS] + [
+    ("scroll", "Scroll like the reference (the persona fades after 4 minutes)")]
 
 ECHO_CHOICES = [
     ("aec3", "Echo cancellation (speakers)"),
@@ -84,6 +87,14 @@ class SettingsDialog(QDialog):
         form.addRow("Speech threshold", self.vad_threshold)
         form.addRow("Silence before answering", self.end_silence)
         layout.addWidget(turns)
+
+        memory = QGroupBox("Long conversations")
+        form = QFormLayout(memory)
+        self.context = _combo("contextHistory", CONTEXT_CHOICES,
+                              str(settings.context_history_s) if settings.context_refresh else "scroll")
+        self.context.setToolTip("What happens when a conversation outlasts the model's 4-minute context")
+        form.addRow("When the context fills", self.context)
+        layout.addWidget(memory)
 
         sampling = QGroupBox("Sampling")
         form = QFormLayout(sampling)
@@ -148,7 +159,7 @@ class SettingsDialog(QDialog):
         keep = {f: getattr(self._base, f) for f in ("mode", "voice", "prompt_preset", "prompt_text", "max_steps",
                                                      "early_stop", "model_dir", "geometry")}
         fresh = SettingsDialog(AppSettings(**keep))
-        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant", "offload"):
+        for name in ("input_device", "output_device", "echo", "context", "device", "dtype", "quant", "offload"):
             getattr(self, name).setCurrentIndex(getattr(fresh, name).currentIndex())
         for name in ("vad_threshold", "end_silence", "temp_text", "top_k_text", "temp_audio", "top_k_audio", "seed"):
             getattr(self, name).setValue(getattr(fresh, name).value())
@@ -164,7 +175,9 @@ class SettingsDialog(QDialog):
             top_k_text=self.top_k_text.value(), temp_audio=self.temp_audio.value(),
             top_k_audio=self.top_k_audio.value(), seed=-1 if self.random_seed.isChecked() else self.seed.value(),
             device=self.device.currentData(), dtype=self.dtype.currentData(), quant=self.quant.currentData(),
-            offload=self.offload.currentData(),
+            offload=self.offload.currentData(), context_refresh=self.context.currentData() != "scroll",
+            context_history_s=(self._base.context_history_s if self.context.currentData() == "scroll"
+                               else int(self.context.currentData())),
         )
 
 
