@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the frame step runs (auto: cuda-graph on cuda, eager on cpu)")
     p.add_argument("--steps", type=int, default=20, help="timed frames (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--prompt", action="store_true", help="instead: a new conversation's prompt phases, stepwise and "
+                   "batched, and a context refresh (commands/bench_prompt.py)")
 
 
 def _stats(times: list[float]) -> dict:
@@ -163,6 +165,10 @@ def measure(args) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.prompt:
+        from .bench_prompt import run as run_prompt
+
+        return run_prompt(args)
     with torch.no_grad():
         result = measure(args)
     if args.json:
