@@ -2,7 +2,9 @@
 
 The same streaming state serves every mode, so a conversation remembers earlier turns and a
 user can switch between turn-based and duplex at any time. Each 80 ms frame: Mimi encodes the
-user's audio, the generator advances one step, Mimi decodes the agent's audio.
+user's audio, the generator advances one step, Mimi decodes the agent's audio. The prompt phases
+run batched (engine/prefill.py); before the context window would drop the prompt, the state is
+rebuilt as the prompt plus the recent conversation (session/context.py).
 
 Not thread-safe: a conversation belongs to one thread (the app's inference thread).
 """
