@@ -3,6 +3,9 @@
 Every stream is forced during the prompts, so they only build the temporal transformer's cache.
 The voice prompt comes from a WAV (encoded by Mimi frame by frame) or from a `.pt` file holding
 the temporal inputs of that phase (replayed) plus the token cache after it.
+
+These are the step-by-step phases, one generator step per frame as in the reference: the
+reference for tests. The app runs the same phases batched (engine/prefill.py).
 """
 
 from __future__ import annotations
