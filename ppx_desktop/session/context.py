@@ -20,6 +20,7 @@ worker's bounded input queue absorbs without dropping audio.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -58,11 +59,10 @@ class ContextSettings:
         if self.history_frames < 0 or self.quiet_frames < 1 or self.lookahead_frames < 1:
             raise ValueError("history_frames must be >= 0, quiet_frames and lookahead_frames >= 1")
 
-    @classmethod
-    def for_input_queue(cls, max_input_lag_frames: int, **kw) -> ContextSettings:
-        """Settings whose duplex stall stays well inside a bounded input queue of that many frames
+    def within_input_queue(self, max_input_lag_frames: int) -> ContextSettings:
+        """These settings with a duplex stall well inside a bounded input queue of that many frames
         (a longer stall makes the queue drop the oldest microphone frames)."""
-        return cls(stall_budget_ms=0.75 * max_input_lag_frames * FRAME_MS, **kw)
+        return dataclasses.replace(self, stall_budget_ms=0.75 * max_input_lag_frames * FRAME_MS)
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,7 @@ class InferenceWorker:
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
+        from .context import ContextSettings
         from .conversation import Conversation
 
         if self.model is None:
@@ -196,7 +197,7 @@ class InferenceWorker:
         self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
         t0 = time.perf_counter()
         conv = Conversation(self.model, sampling=cmd.sampling, seed=cmd.seed, cache=self.cache,
-                            context=_context_settings(cmd.context, self.input.capacity))
+                            context=(cmd.context or ContextSettings()).within_input_queue(self.input.capacity))
         conv.on_refresh = lambda r: self._emit(ev.ContextRefreshed(r.frames_before, r.frames_after, r.kept_frames,
                                                                    r.stall_ms, r.reason))
         cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
@@ -291,16 +292,6 @@ class InferenceWorker:
         self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
                                 self.underruns() if self.underruns else 0, conv.context_used, conv.context_size,
                                 conv.refresh_count, last.stall_ms if last is not None else 0.0))
-
-
-def _context_settings(chosen, max_input_lag_frames: int):
-    """The conversation's context policy, with a live duplex stall the input queue absorbs."""
-    import dataclasses
-
-    from .context import ContextSettings
-
-    budget = ContextSettings.for_input_queue(max_input_lag_frames).stall_budget_ms
-    return dataclasses.replace(chosen or ContextSettings(), stall_budget_ms=budget)
 
 
 class _UserFacing(Exception):
