@@ -3,8 +3,8 @@
 `check_gpu()` asks PyTorch (imported only when called: it takes seconds) and `nvidia-smi` (if
 installed) about the GPU, its driver and free memory, and turns that into a `GpuReport` whose
 `verdict` lines say what will and will not work. The thresholds are the memory planner's figures
-for the released model (engine/memory.py, GiB, CUDA context included): bfloat16 18.9 GiB, int8
-11.3 GiB, int4 7.8 GiB with the full 4-minute context, less with a shorter one.
+for the released model (engine/memory.py, GiB, CUDA context included): bfloat16 19.0 GiB, int8
+11.4 GiB, int4 7.9 GiB with the full 4-minute context, less with a shorter one.
 
 `accel_mode()` picks how the engine speeds up its step: torch.compile needs Triton (and, on
 Linux, a C compiler for Triton's launcher); Windows usually has no Triton, so the engine falls
@@ -33,10 +33,12 @@ log = logging.getLogger(__name__)
 # The released model's memory plan in GiB (engine/memory.py plan_memory: weights, the 3000-frame
 # context cache, codec, working memory and the 1 GiB CUDA context allowance), kept as numbers so
 # this check stays light. A test holds them to the planner.
-BF16_FREE_GIB = 18.87
-INT8_FREE_GIB = 11.30
-INT4_FREE_GIB = 7.78
-KV_GIB_PER_1000_FRAMES = 0.4886  # the context cache in bfloat16: the part a shorter context saves
+BF16_FREE_GIB = 19.01
+INT8_FREE_GIB = 11.44
+INT4_FREE_GIB = 7.92
+# What 1,000 frames of context cost in the plan: the bfloat16 context cache (0.49 GiB) and the
+# prefill's attention over it (0.10 GiB). A shorter context saves this much per 1,000 frames.
+CONTEXT_GIB_PER_1000_FRAMES = 0.5856
 FULL_CONTEXT = 3000
 SHORTEST_CONTEXT = 750  # one minute: below this a conversation forgets too soon to be offered
 # Ampere (8.0) is the first generation with bfloat16 tensor cores (and the first tinygemm int4
@@ -58,8 +60,8 @@ MODE_SUMMARY: dict[str, str] = {
 
 def int4_context(free_gib: float) -> int | None:
     """The longest context (whole 250-frame steps) with which int4 fits in `free_gib`, or None."""
-    spare = free_gib - (INT4_FREE_GIB - KV_GIB_PER_1000_FRAMES * FULL_CONTEXT / 1000)
-    frames = int(spare / KV_GIB_PER_1000_FRAMES * 1000) // 250 * 250
+    spare = free_gib - (INT4_FREE_GIB - CONTEXT_GIB_PER_1000_FRAMES * FULL_CONTEXT / 1000)
+    frames = int(spare / CONTEXT_GIB_PER_1000_FRAMES * 1000) // 250 * 250
     return min(frames, FULL_CONTEXT) if frames >= SHORTEST_CONTEXT else None
 
 
@@ -259,7 +261,7 @@ def build_report(
                      f"{context}: live conversation works; `ppx-desktop quant-check` measures the quality.")
     else:
         need = "int8 weights" if not int4_ok else "int4 weights with a one-minute context"
-        smallest = INT8_FREE_GIB if not int4_ok else (INT4_FREE_GIB - KV_GIB_PER_1000_FRAMES * 2.25)
+        smallest = INT8_FREE_GIB if not int4_ok else (INT4_FREE_GIB - CONTEXT_GIB_PER_1000_FRAMES * 2.25)
         lines.append(f"Live conversation needs at least about {smallest:.1f} GiB free ({need}): it will not run. "
                      "Turn-based mode (you speak, then it answers) runs, slower than real time.")
     # Other programs (a browser, a game, another model) often hold the memory that is missing.

@@ -140,7 +140,10 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
 
     from ..audio.files import AudioFileError, frames, normalize_loudness, read_audio
     from ..engine.config import FRAME_SIZE, SAMPLE_RATE
-    from ..engine.prompts import VoicePrompt, max_voice_seconds, record_voice, save_voice_file
+    from ..engine.generator import Generator
+    from ..engine.prefill import Prefiller
+    from ..engine.prompts import VoicePrompt, max_voice_seconds, save_voice_file
+    from ..engine.sampling import SamplingConfig
 
     if not consent:
         raise VoiceError("making a voice from someone's recording needs their consent: confirm that the "
@@ -162,9 +165,13 @@ def create_custom_voice(model, name: str, wav_path: str | Path, consent: bool, o
     except AudioFileError as exc:
         raise VoiceError(str(exc)) from exc
     voice = VoicePrompt(name=name, frames=frames(audio, FRAME_SIZE))
+    gen = Generator(model.lm, SamplingConfig.greedy())
     with torch.no_grad():
         # The voice phase only, as for the presets: the silences and persona come at conversation time.
-        emb, cache = record_voice(model.lm, model.mimi, model.config.prompt, voice, progress=progress)
+        # Its file needs no transformer pass and no context-sized state (engine/prefill.py).
+        emb, cache = Prefiller(gen).voice_file(model.config.prompt, model.mimi, voice,
+                                               progress=None if progress is None else
+                                               (lambda done: progress(done, len(voice.frames))))
     save_voice_file(path, emb, cache)
     return path
 

@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="measure the peak memory of a whole session against the memory planner")
     p.add_argument("--steps", type=int, default=20, help="timed frames (default 20)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--prompt", action="store_true", help="instead: a new conversation's prompt phases, stepwise and "
+                   "batched, and a context refresh (commands/bench_prompt.py)")
 
 
 def _stats(times: list[float]) -> dict:
@@ -203,6 +205,10 @@ def measure_layer(args) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    if args.prompt:
+        from .bench_prompt import run as run_prompt
+
+        return run_prompt(args)
     if args.device == "meta" and not args.memory:
         raise ValueError("--device meta runs no arithmetic: use it with --memory")
     with torch.no_grad():

@@ -6,7 +6,8 @@ tensor work (`_frame`) reads every position from device tensors (the token ring'
 computed from the temporal cache's offset), so one compiled function or one CUDA graph replays
 every frame; the host keeps only its mirror of the bookkeeping (`GenState.offset`,
 `provided_host`). Per frame there is exactly one host-to-device copy (the PCM, from a pinned
-buffer) and one device-to-host copy (PCM, text id and its probability packed in one tensor).
+buffer) and one device-to-host copy (PCM, text id, its probability and the frame's 17 tokens,
+which a conversation records for its context refresh, packed in one tensor).
 
 Capture modes: "off" runs `_frame` eagerly (the reference for tests), "compile" runs it through
 `torch.compile(fullgraph=True)`, "cuda-graph" replays it as one captured CUDA graph; "auto" is
@@ -50,6 +51,7 @@ class FrameResult:
     pcm: np.ndarray  # [1920] float32, the agent's audio of this frame
     text_id: int  # the agent's text token aligned with that audio
     text_prob: float  # its probability under the temperature-free softmax (1.0 if it was forced)
+    tokens: np.ndarray | None = None  # [17] int64: the whole frame (text, agent codes, user codes)
 
 
 @dataclass
@@ -115,7 +117,7 @@ class FrameStep:
         pin = dev.type == "cuda"
         self._pcm_host = torch.zeros(FRAME_SIZE, dtype=torch.float32, pin_memory=pin)
         self._pcm_dev = torch.zeros(1, 1, FRAME_SIZE, dtype=torch.float32, device=dev)
-        self._out_host = torch.zeros(FRAME_SIZE + 2, dtype=torch.float32, pin_memory=pin)
+        self._out_host = torch.zeros(FRAME_SIZE + 2 + cfg.num_streams, dtype=torch.float32, pin_memory=pin)
         self._event = torch.cuda.Event() if pin else None
         self._compiled = None
         if capture == "compile":
@@ -140,7 +142,8 @@ class FrameStep:
     def _frame(self, pcm: torch.Tensor, state: GenState, codec: CodecState, depformer_steps: int,
                rng: torch.Generator | None, kv_limit: int | None = None,
                mark: tp.Callable[[], None] | None = None) -> torch.Tensor:
-        """Tensor-only frame: returns `[1920 + 2]` float32 (PCM, text id, text probability).
+        """Tensor-only frame: returns `[1920 + 2 + 17]` float32 (PCM, text id, text probability, the
+        frame's tokens; ids are exact in float32).
 
         `mark()` (eager timing only, see `timed`) is called after the encode and after the LM."""
         s, gen = self.gen.sampling, self.gen
@@ -177,7 +180,7 @@ class FrameStep:
         prob = torch.softmax(text_logits.float(), dim=-1).gather(-1, tokens[0][:, None])[:, 0]
         reported = codec.text_prob.clone()
         codec.text_prob.copy_(torch.where(forced[:, 0], 1.0, prob))
-        return torch.cat([pcm_out[0, 0].float(), out[0, 0].float(), reported[:1]])
+        return torch.cat([pcm_out[0, 0].float(), out[0, 0].float(), reported[:1], out[0, :, 0].float()])
 
     # --- host side ---------------------------------------------------------------------------
     def _depformer_steps(self, state: GenState) -> int:
@@ -300,7 +303,8 @@ class FrameStep:
             self._event.record()
             self._event.synchronize()
         host = self._out_host.numpy()
-        return FrameResult(host[:FRAME_SIZE].copy(), int(host[FRAME_SIZE]), float(host[FRAME_SIZE + 1]))
+        return FrameResult(host[:FRAME_SIZE].copy(), int(host[FRAME_SIZE]), float(host[FRAME_SIZE + 1]),
+                           host[FRAME_SIZE + 2:].astype(np.int64))
 
     def warmup(self, state: GenState, codec: CodecState) -> None:
         """Compiles or captures before the first real frame, also the variants that read more of

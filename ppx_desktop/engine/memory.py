@@ -10,8 +10,8 @@ GiB everywhere. Parts:
   ring), the dominant knob: 0.49 GiB per 1000 frames in bfloat16 at the released size;
 - mimi: the codec in float32, its codebook caches and both streaming states;
 - working: the largest transient on top of a running conversation: the captured frame's
-  activations (one graph pool), capture snapshots, and a custom voice being recorded on its own
-  small state;
+  activations (one graph pool), capture snapshots, or a batched prompt prefill or context
+  refresh (engine/prefill.py's bound);
 - load_transient: how far loading goes above the final weights (a tensor being quantised, in
   checkpoint order); it comes before the context cache exists, so it matters for short contexts;
 - cuda_context: an allowance for the CUDA context and library workspaces (1 GiB), which PyTorch
@@ -36,7 +36,6 @@ GiB = 2**30
 CUDA_CONTEXT = 1 * GiB
 PRECISIONS = {"bfloat16": (torch.bfloat16, "none"), "int8": (torch.bfloat16, "int8"),
               "int4": (torch.bfloat16, "int4"), "float32": (torch.float32, "none")}
-MAX_VOICE_FRAMES = 376  # 30 s, the longest recording `voices add` takes (assets/voices.py), + 1
 
 
 def precision_name(dtype: torch.dtype, quant: str) -> str:
@@ -90,6 +89,7 @@ def _plan(config, precision: str, context: int, device_type: str) -> MemoryPlan:
     from .generator import Generator
     from .lm import LMModel
     from .mimi import Mimi
+    from .prefill import prefill_activation_bytes
     from .quant import convert_for_quant
     from .sampling import SamplingConfig
 
@@ -112,9 +112,10 @@ def _plan(config, precision: str, context: int, device_type: str) -> MemoryPlan:
     layer = 4 * (2 * cfg.hidden_dim + 4 * cfg.dim) * act + 2 * cfg.num_heads * context * 4
     frame = 2 * layer + 6 * cfg.text_card * 4 + 4 * config.mimi.seanet.n_filters * 1920 * 4 + 8 * 2**20
     snapshots = 3 * 2 * cfg.num_layers * cfg.dim * act + _rounded([*_tensors(enc), *_tensors(dec)])
-    voice = (2 * cfg.num_layers * min(MAX_VOICE_FRAMES, context) * round_allocation(cfg.dim * act)
-             + _rounded([*_tensors(enc)]) + frame)
-    working = frame + max(snapshots + frame, voice)
+    # A batched prompt prefill or context refresh (engine/prefill.py), chunk by chunk; a custom
+    # voice needs no transformer pass at all (Prefiller.voice_file).
+    prefill = prefill_activation_bytes(cfg, dtype=dtype, positions=context)
+    working = frame + max(snapshots + frame, prefill)
     load = _load_peak(lm, qplan, quant, cfg, dtype, device_type) - weights
     return MemoryPlan(precision, context, weights, kv, mimi_bytes, working, max(load, 0),
                       CUDA_CONTEXT if device_type == "cuda" else 0)

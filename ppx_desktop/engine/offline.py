@@ -13,7 +13,8 @@ from .config import FRAME_SIZE
 from .framestep import FrameStep
 from .generator import Generator, GeneratorOptions
 from .model import LoadedModel
-from .prompts import VoicePrompt, run_prompts
+from .prefill import Prefiller
+from .prompts import VoicePrompt
 from .sampling import SamplingConfig
 
 
@@ -37,7 +38,7 @@ def run_offline(model: LoadedModel, user_audio: np.ndarray, *, voice: VoicePromp
 
     gen = Generator(model.lm, sampling, options or GeneratorOptions(), rng)
     state = gen.init_state(1)
-    run_prompts(gen, state, model.config.prompt, mimi=model.mimi, voice=voice, text_tokens=text_tokens)
+    Prefiller(gen).prompts(state, model.config.prompt, mimi=model.mimi, voice=voice, text_tokens=text_tokens)
     fs = FrameStep(model, gen, capture=capture)
     codec = fs.init_codec_state()
     fs.warmup(state, codec)

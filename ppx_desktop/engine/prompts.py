@@ -3,6 +3,9 @@
 Every stream is forced during the prompts, so they only build the temporal transformer's cache.
 The voice prompt comes from a WAV (encoded by Mimi frame by frame) or from a `.pt` file holding
 the temporal inputs of that phase (replayed) plus the token cache after it.
+
+These are the step-by-step phases, one generator step per frame as in the reference: the
+reference for tests. The app runs the same phases batched (engine/prefill.py).
 """
 
 from __future__ import annotations
@@ -189,27 +192,6 @@ def run_prompts(gen: Generator, state: GenState, prompt_cfg: PromptConfig, *, mi
                                 collect_embeddings=collect_embeddings, progress=ticks)
     run_text_phases(gen, state, prompt_cfg, text_tokens, silence_frames=silence_frames, progress=ticks)
     return collected
-
-
-def record_voice(lm, mimi, prompt_cfg: PromptConfig, voice: VoicePrompt,
-                 progress: tp.Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Runs the voice phase of an audio voice prompt alone and returns what a `.pt` voice file holds
-    (the phase's temporal inputs and the token cache after it).
-
-    It runs on a state of its own whose KV ring holds just the voice's frames (a 30 s voice needs
-    0.2 GiB at the released size in bfloat16, not the 1.5 GiB of a whole context); the results
-    are those of a full-size state, since the ring never wraps.
-    """
-    from .sampling import SamplingConfig
-
-    if voice.frames is None:
-        raise ValueError("recording a voice needs its audio frames")
-    gen = Generator(lm, SamplingConfig.greedy())
-    state = gen.init_state(1, capacity=max(2, voice.num_frames + 1))
-    result = run_prompts(gen, state, prompt_cfg, mimi=mimi, voice=voice, silence_frames=0, collect_embeddings=True,
-                         progress=progress)
-    del state  # the caller may keep the result for long; the ring goes now
-    return result
 
 
 def voice_phase_steps(voice: VoicePrompt | None) -> int:

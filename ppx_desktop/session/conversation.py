@@ -2,7 +2,9 @@
 
 The same streaming state serves every mode, so a conversation remembers earlier turns and a
 user can switch between turn-based and duplex at any time. Each 80 ms frame: Mimi encodes the
-user's audio, the generator advances one step, Mimi decodes the agent's audio.
+user's audio, the generator advances one step, Mimi decodes the agent's audio. The prompt phases
+run batched (engine/prefill.py); before the context window would drop the prompt, the state is
+rebuilt as the prompt plus the recent conversation (session/context.py).
 
 Not thread-safe: a conversation belongs to one thread (the app's inference thread).
 """
@@ -20,21 +22,13 @@ import numpy as np
 import torch
 
 from ..engine.config import FRAME_RATE, FRAME_SIZE, LM_WEIGHTS, MIMI_WEIGHTS
-from ..engine.generator import Generator, GeneratorOptions
+from ..engine.generator import TEXT_PAD, Generator, GeneratorOptions
 from ..engine.model import LoadedModel
-from ..engine.prompts import (
-    SILENCE_FRAMES,
-    VoicePrompt,
-    check_prompts_fit,
-    run_text_phases,
-    run_voice_phase,
-    text_phase_steps,
-    voice_phase_steps,
-)
+from ..engine.prefill import Prefiller
+from ..engine.prompts import SILENCE_FRAMES, VoicePrompt, check_prompts_fit, text_phase_steps, voice_phase_steps
 from ..engine.sampling import SamplingConfig
+from .context import PAD_IDS, ContextKeeper, ContextSettings, Refresh
 from .statecache import PromptState, PromptStateCache, file_identity, fingerprint
-
-PAD_IDS = (0, 3)  # end-of-padding and padding text tokens: the agent is not saying a word
 
 
 class TurnEnd:
@@ -83,6 +77,7 @@ class Diagnostics:
     steps: list[StepTiming] = field(default_factory=list)
     context_used: int = 0
     context_size: int = 0
+    refreshes: list[Refresh] = field(default_factory=list)  # context refreshes during the turn
 
     @property
     def step_ms(self) -> float:
@@ -97,9 +92,13 @@ class Diagnostics:
         if not self.steps:
             return "no steps"
         med = {k: float(np.median([getattr(s, k) for s in self.steps])) for k in ("encode_ms", "lm_ms", "decode_ms")}
-        return (f"{len(self.steps)} steps; median encode {med['encode_ms']:.1f} ms, LM {med['lm_ms']:.1f} ms, "
+        text = (f"{len(self.steps)} steps; median encode {med['encode_ms']:.1f} ms, LM {med['lm_ms']:.1f} ms, "
                 f"decode {med['decode_ms']:.1f} ms; real-time factor {self.real_time_factor:.2f}; "
                 f"context {self.context_used}/{self.context_size} frames")
+        for r in self.refreshes:
+            text += (f"; context refreshed ({r.reason}): {r.frames_before} -> {r.frames_after} frames, "
+                     f"kept {r.kept_frames} of the conversation, {r.stall_ms:.0f} ms")
+        return text
 
 
 @dataclass
@@ -145,6 +144,7 @@ class Conversation:
             time encode, LM and decode apart.
         graphs: the graph backend for captured frames (engine/graphs.py; tests, memory traces).
         early_stop: when a turn counts as finished (see EarlyStop).
+        context: what happens when the context would drop the prompt (session/context.py).
 
     `start()` may be called again for another voice or persona: the state, its buffers and the
     captured graphs are reused in place, so a new conversation needs no memory beyond the first.
@@ -152,7 +152,8 @@ class Conversation:
 
     def __init__(self, model: LoadedModel, *, sampling: SamplingConfig | None = None, seed: int | None = None,
                  options: GeneratorOptions | None = None, cache: PromptStateCache | None = None,
-                 early_stop: EarlyStop | None = None, capture: str = "auto", graphs=None):
+                 early_stop: EarlyStop | None = None, capture: str = "auto", context: ContextSettings | None = None,
+                 graphs=None):
         from ..engine.framestep import FrameStep
 
         self.model = model
@@ -161,6 +162,11 @@ class Conversation:
         self.reseed(seed)
         self.gen = Generator(model.lm, sampling or SamplingConfig(), options or GeneratorOptions(), self.rng)
         self.state = self.gen.init_state(1)
+        self.prefiller = Prefiller(self.gen)
+        window = model.config.lm.context - (0 if self.gen.options.exact_window else 1)
+        self.keeper = ContextKeeper(context or ContextSettings(), window, model.config.lm.num_streams)
+        self.on_refresh: tp.Callable[[Refresh], None] | None = None  # called after each context refresh
+        self._calibrated = False
         self.frame_step = FrameStep(model, self.gen, capture=capture, graphs=graphs)
         self.codec = self.frame_step.init_codec_state()
         self.enc, self.dec = self.codec.enc, self.codec.dec  # the eager diagnostic path shares them
@@ -187,6 +193,12 @@ class Conversation:
     def capture_fallback(self) -> str | None:
         """Why frames run eagerly although they were to be captured (None: they are not)."""
         return self.frame_step.fallback_reason
+
+    def set_context_settings(self, settings: ContextSettings) -> None:
+        """Another long-conversation policy for the next `start()` (the replay speed is measured again)."""
+        if settings != self.keeper.settings:
+            self.keeper = ContextKeeper(settings, self.keeper.window, self.model.config.lm.num_streams)
+            self._calibrated = False
 
     def close(self) -> None:
         """Frees the captured graphs now (the state goes with the object)."""
@@ -226,12 +238,10 @@ class Conversation:
         voice_key = fingerprint("voice", self._model_key, self._voice_identity(voice, source), opts.exact_window)
         prompt_key = fingerprint("prompt", voice_key, list(text_tokens), SILENCE_FRAMES)
         total = voice_phase_steps(voice) + text_phase_steps(text_tokens)
-        done = [0]
 
-        def tick(steps: int = 1):
-            done[0] += steps
-            if progress is not None and steps == 1:  # a skipped (cached) phase only moves the count
-                progress(done[0], total)
+        def tick(done: int) -> None:
+            if progress is not None:
+                progress(min(done, total), total)
 
         from_cache = True
         snap = self.cache.get(prompt_key, self.device, like=self.state)
@@ -260,13 +270,13 @@ class Conversation:
         after_voice = self.cache.get(voice_key, self.device, like=self.state)
         if after_voice is not None:
             after_voice.apply(self.state)
-            tick(voice_phase_steps(voice))
         else:
             self.state.reset()
-            run_voice_phase(self.gen, self.state, prompt_cfg=self.model.config.prompt, mimi=self.model.mimi,
-                            voice=voice, progress=tick)
+            self.prefiller.voice(self.state, self.model.config.prompt, mimi=self.model.mimi, voice=voice,
+                                 progress=tick)  # WAV voices: per Mimi-encoded frame
             self.cache.put(voice_key, PromptState.capture(self.state))
-        run_text_phases(self.gen, self.state, self.model.config.prompt, text_tokens, progress=tick)
+            tick(voice_phase_steps(voice))
+        self.prefiller.text(self.state, self.model.config.prompt, text_tokens)
         return PromptState.capture(self.state)
 
     def reset(self) -> None:
@@ -276,10 +286,30 @@ class Conversation:
         self._start_snapshot.apply(self.state)
         self.codec.reset()
         self._prev_text_probs = None
+        self.keeper.start(self._start_snapshot.offset)
+        if not self._calibrated:
+            self._calibrate()
 
     @property
     def started(self) -> bool:
         return self._start_snapshot is not None
+
+    def _calibrate(self) -> None:
+        """Times a trial replay on the post-prompt state, for the live duplex stall budget, then
+        restores the state. Once per conversation, and only where refreshes can happen."""
+        self._calibrated = True
+        frames = min(self.keeper.settings.calibration_frames, self.keeper.room)
+        if not self.keeper.active or frames < 1:
+            return
+        prompt = self.model.config.prompt
+        trial = torch.cat([torch.tensor([[TEXT_PAD]]), torch.tensor([prompt.silence_tokens]),
+                           torch.tensor([prompt.sine_tokens])], dim=1).view(1, -1, 1).expand(1, -1, frames)
+        trial = trial.to(self.device).contiguous()
+        t0 = time.perf_counter()
+        self._start_snapshot.apply(self.state)  # as a refresh does
+        self.prefiller.frames(self.state, trial)
+        self.keeper.measured((self._sync_time() - t0) * 1e3, frames)
+        self._start_snapshot.apply(self.state)
 
     # --- context ----------------------------------------------------------------------------
     @property
@@ -298,18 +328,45 @@ class Conversation:
     @property
     def context_full(self) -> bool:
         """Past this point the oldest frames (the voice and persona prompt first) leave the
-        attention window, as in the reference; `reset()` starts over with the same prompts."""
+        attention window, as in the reference (context refresh off, or a prompt too long for
+        it); `reset()` starts over with the same prompts."""
         return self.frames_seen >= self.context_size
+
+    @property
+    def refresh_count(self) -> int:
+        """Context refreshes so far (session/context.py)."""
+        return self.keeper.count
+
+    @property
+    def last_refresh(self) -> Refresh | None:
+        return self.keeper.recent[-1] if self.keeper.recent else None
+
+    def _refresh(self, kept: int, reason: str) -> Refresh:
+        """Rebuilds the context as the prompt followed by the last `kept` conversation frames."""
+        t0 = time.perf_counter()
+        before = self.frames_seen
+        frames = torch.from_numpy(self.keeper.history.last(kept).T.copy()).to(self.device).unsqueeze(0)  # [1, 17, h]
+        self.prefiller.refresh(self.state, self._start_snapshot, frames)
+        record = Refresh(before, kept, self.frames_seen, (self._sync_time() - t0) * 1e3, reason)
+        self.keeper.refreshed(record)
+        if self.on_refresh is not None:
+            self.on_refresh(record)
+        return record
 
     # --- one frame --------------------------------------------------------------------------
     @torch.no_grad()  # grad mode is per thread: callers on other threads may not have turned it off
-    def _frame(self, pcm: np.ndarray, timing: list | None = None) -> tuple[np.ndarray, int]:
+    def _frame(self, pcm: np.ndarray, timing: list | None = None, live: bool = False) -> tuple[np.ndarray, int]:
         """Encode `pcm` [1920], step, decode: the agent's frame [1920] and its text token."""
         if self._start_snapshot is None:
             raise RuntimeError("start() the conversation first (choose a voice and a prompt)")
+        plan = self.keeper.before_frame(self.frames_seen, live)
+        if plan is not None:
+            self._refresh(*plan)
+        frame_index = self.state.offset - 1  # the step returns the frame of this real time
         if timing is None:
             self._prev_text_probs = None
             result = self.frame_step(self.state, self.codec, pcm)
+            self.keeper.record(frame_index, result.tokens)
             return result.pcm, result.text_id
         # Diagnostic frames run the same work eagerly, synchronising to time each part.
         mimi = self.model.mimi
@@ -320,8 +377,10 @@ class Conversation:
         out = self.gen.step(self.state, user=codes, return_logits=True)
         t2 = self._sync_time()
         agent = mimi.decode_step(out.tokens[:, 1:1 + self.num_codebooks], self.dec)
-        packed = torch.cat([agent.reshape(-1).float(), out.tokens[0, 0, :1].float()]).cpu().numpy()
+        packed = torch.cat([agent.reshape(-1).float(), out.tokens[0, :, 0].float()]).cpu().numpy()
         t3 = time.perf_counter()
+        self.keeper.record(frame_index, packed[FRAME_SIZE:].astype(np.int64))
+        packed = packed[:FRAME_SIZE + 1]
         text_id = int(packed[-1])
         # This call's text logits score the token the *next* call returns (text has no delay, the
         # audio streams one frame): keep them for it.
@@ -341,8 +400,12 @@ class Conversation:
         return self.model.tokenizer.piece_text(text_id)
 
     def step(self, frame: np.ndarray) -> tuple[np.ndarray, str | None]:
-        """Live duplex: one user frame [1920] in, the agent's frame [1920] and word piece out."""
-        pcm, text_id = self._frame(frame)
+        """Live duplex: one user frame [1920] in, the agent's frame [1920] and word piece out.
+
+        Near the end of the context window the conversation refreshes it at a quiet moment
+        (session/context.py); that step then takes longer (`last_refresh.stall_ms`)."""
+        pcm, text_id = self._frame(frame, live=True)
+        self.keeper.observe(frame, pcm, text_id)
         return pcm, self.piece(text_id)
 
     def step_ids(self, frame: np.ndarray) -> tuple[np.ndarray, int]:
@@ -360,6 +423,7 @@ class Conversation:
             raise ValueError("max_steps must be at least 1")
         user_frames = frames(np.asarray(user_audio, dtype=np.float32).reshape(-1), FRAME_SIZE)
         diag = Diagnostics(context_size=self.context_size) if diagnostics else None
+        refreshes_before = self.keeper.count
         pcm_out: list[np.ndarray] = []
         ids: list[int] = []
         end = [TurnEnd.MAX_STEPS]
@@ -372,6 +436,9 @@ class Conversation:
 
         def chunks() -> tp.Iterator[Chunk]:
             timing = [] if diagnostics else None
+            kept = self.keeper.before_turn(self.frames_seen, len(user_frames) + max_steps)
+            if kept is not None:
+                self._refresh(kept, "before the turn")
             for frame in user_frames:
                 if cancel is not None and cancel.is_set():
                     end[0] = TurnEnd.CANCELLED
@@ -401,6 +468,8 @@ class Conversation:
         def finish() -> TurnResult:
             if diag is not None:
                 diag.context_used = self.context_used
+                new = self.keeper.count - refreshes_before
+                diag.refreshes = list(self.keeper.recent)[-new:] if new else []
             pcm = np.concatenate(pcm_out) if pcm_out else np.zeros(0, np.float32)
             text = "".join(p for p in (self.piece(i) for i in ids) if p)
             return TurnResult(pcm, text.strip(), ids, end[0], len(ids), len(user_frames), diag)

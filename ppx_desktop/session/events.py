@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..engine.sampling import SamplingConfig
+from .context import ContextSettings
 
 # --- commands ---------------------------------------------------------------------------------
 
@@ -37,6 +38,7 @@ class StartConversation:
     prompt: str = ""
     sampling: SamplingConfig | None = None
     seed: int | None = None
+    context: ContextSettings | None = None  # long conversations (None: refresh, the last minute kept)
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,6 +160,19 @@ class StepStats:
     underruns: int
     context_used: int
     context_size: int
+    refreshes: int = 0  # context refreshes so far in this conversation (session/context.py)
+    refresh_ms: float = 0.0  # how long the last one held the conversation up
+
+
+@dataclass(frozen=True)
+class ContextRefreshed:
+    """The context was rebuilt as the prompt plus the most recent conversation (session/context.py)."""
+
+    frames_before: int
+    frames_after: int
+    kept_frames: int
+    stall_ms: float
+    reason: str  # "before the turn", "quiet moment" or "deadline"
 
 
 @dataclass(frozen=True)

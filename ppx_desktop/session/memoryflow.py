@@ -18,11 +18,13 @@ import numpy as np
 import torch
 
 from ..engine.config import FRAME_SIZE
+from ..engine.generator import Generator
 from ..engine.graphs import EagerGraphs
 from ..engine.memory import GiB, MemoryPlan, plan_memory, precision_name
 from ..engine.memtrack import LiveBytes, Mark
 from ..engine.opcount import random_model
-from ..engine.prompts import VoicePrompt, record_voice
+from ..engine.prefill import Prefiller
+from ..engine.prompts import VoicePrompt
 from ..engine.sampling import SamplingConfig
 from .statecache import PromptStateCache
 from .worker import next_conversation
@@ -79,7 +81,9 @@ def run_memory_flow(config, device: torch.device, dtype: torch.dtype, quant: str
         for _ in range(frames):
             conv.step_ids(silence)
         tracker.mark("second conversation")
-        record_voice(model.lm, model.mimi, model.config.prompt, _voice("custom", custom_voice_seconds, 3))
+        # What `voices add` / Add voice does before saving the file (assets/voices.py).
+        Prefiller(Generator(model.lm, SamplingConfig.greedy())).voice_file(model.config.prompt, model.mimi,
+                                                                          _voice("custom", custom_voice_seconds, 3))
         tracker.mark("custom voice")
         pools = tracker.pools
     plan = plan_memory(config, precision_name(dtype, quant), device_type="cuda" if device.type == "meta" else

@@ -195,11 +195,16 @@ class InferenceWorker:
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
+        from .context import ContextSettings
+
         if self.model is None:
             raise _UserFacing("model", "no model is loaded yet: load or download one first")
         self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
         t0 = time.perf_counter()
-        conv = next_conversation(self.conversation, self.model, cmd.sampling, cmd.seed, self.cache)
+        context = (cmd.context or ContextSettings()).within_input_queue(self.input.capacity)
+        conv = next_conversation(self.conversation, self.model, cmd.sampling, cmd.seed, self.cache, context=context)
+        conv.on_refresh = lambda r: self._emit(ev.ContextRefreshed(r.frames_before, r.frames_after, r.kept_frames,
+                                                                   r.stall_ms, r.reason))
         self.conversation = conv
         cached = conv.start(cmd.voice, cmd.prompt, progress=lambda d, t: self._emit(ev.Progress("prompt", d, t)))
         if conv.capture_fallback and not self._told_fallback:
@@ -311,21 +316,25 @@ class InferenceWorker:
         self._emit(ev.Status("idle"))
 
     def _emit_stats(self, step_ms: float, lag: int, conv) -> None:
+        last = conv.last_refresh
         self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
-                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size))
+                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size,
+                                conv.refresh_count, last.stall_ms if last is not None else 0.0))
 
 
 def next_conversation(old, model, sampling, seed, cache, **options):
     """The conversation for a new voice or persona: the old one reused in place when it can be
     (same model and sampling: its state buffers and captured graphs serve again, so the GPU needs
     nothing more), else a new one, built only after the old one's memory is freed. `options` go
-    to a new `Conversation` (capture, graphs)."""
+    to a new `Conversation` (capture, graphs, context)."""
     from ..engine.sampling import SamplingConfig
     from .conversation import Conversation
 
     wanted = sampling or SamplingConfig()
     if old is not None and old.model is model and old.sampling == wanted:
         old.reseed(seed)
+        if options.get("context") is not None:
+            old.set_context_settings(options["context"])
         return old
     if old is not None:
         old.close()

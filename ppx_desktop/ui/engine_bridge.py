@@ -61,8 +61,10 @@ class EngineBridge(QObject):
         self.worker.submit(LoadModel(model_dir=model_dir, demo=demo, device=device, dtype=dtype, quant=quant,
                                      offload_layers=offload_layers, context=context))
 
-    def start_conversation(self, voice: str, prompt: str, sampling=None, seed: int | None = None) -> None:
-        self.worker.submit(StartConversation(voice=voice, prompt=prompt, sampling=sampling, seed=seed))
+    def start_conversation(self, voice: str, prompt: str, sampling=None, seed: int | None = None,
+                           context=None) -> None:
+        self.worker.submit(StartConversation(voice=voice, prompt=prompt, sampling=sampling, seed=seed,
+                                             context=context))
 
     def new_conversation(self) -> None:
         self.controller.interrupt()

@@ -31,8 +31,10 @@ from PySide6.QtWidgets import (
 
 from ..assets.prompts import list_prompts, save_user_prompt
 from ..assets.voices import list_voices
+from ..engine.config import FRAME_RATE
 from ..engine.sampling import SamplingConfig
 from ..session import events as ev
+from ..session.context import ContextSettings
 from ..session.controller import ControllerError, ListenState, UserTurn
 from .conversation_files import new_autosave_folder, save_conversation
 from .engine_bridge import EngineBridge, VoiceCreated
@@ -188,7 +190,7 @@ class MainWindow(QMainWindow):
         self.bridge.load_model(model_dir=model_dir, demo=demo, device=None if s.device == "auto" else s.device,
                                dtype=None if s.dtype == "auto" else s.dtype,
                                quant=None if s.quant == "none" else s.quant,
-                               offload_layers=None if s.offload == "auto" else 0, context=s.context or None)
+                               offload_layers=None if s.offload == "auto" else 0, context=s.context_frames or None)
 
     def start_conversation(self) -> None:
         s = self.settings
@@ -198,7 +200,8 @@ class MainWindow(QMainWindow):
         self.transcript.voice, self.transcript.prompt = voice, prompt
         self.model_ready = False
         self.apply_prompt.setEnabled(False)
-        self.bridge.start_conversation(voice, prompt, sampling, None if s.seed < 0 else s.seed)
+        context = ContextSettings(refresh=s.context_refresh, history_frames=round(s.context_history_s * FRAME_RATE))
+        self.bridge.start_conversation(voice, prompt, sampling, None if s.seed < 0 else s.seed, context)
         self._render_state()
 
     def set_mode(self, mode: str) -> None:
@@ -341,7 +344,14 @@ class MainWindow(QMainWindow):
             self._autosave_timer.start()
         elif isinstance(event, ev.StepStats):
             self.meters.set_stats(event.step_ms, event.rtf, event.lag_frames, event.context_used,
-                                  event.context_size, self.settings.mode == "duplex")
+                                  event.context_size, self.settings.mode == "duplex", event.refreshes,
+                                  event.refresh_ms)
+        elif isinstance(event, ev.ContextRefreshed):
+            log.info("context refreshed (%s): %d -> %d frames, kept %d, %.0f ms", event.reason, event.frames_before,
+                     event.frames_after, event.kept_frames, event.stall_ms)
+            kept_s = event.kept_frames / FRAME_RATE
+            self.statusBar().showMessage(f"Context refreshed: the persona and the last {kept_s:.0f} s of conversation "
+                                         f"kept ({event.stall_ms:.0f} ms)", 8000)
         elif isinstance(event, ev.ErrorEvent):
             self.show_error(event.message)
         elif isinstance(event, UserTurn):

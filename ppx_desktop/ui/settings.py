@@ -26,6 +26,7 @@ CONTEXTS = (0, 3000, 2250, 1500, 750)  # frames (80 ms); 0 = automatic
 OFFLOADS = ("off", "auto")
 STEP_SECONDS = 0.08  # one model step = one 80 ms codec frame
 MIN_STEPS, MAX_STEPS, DEFAULT_STEPS = 50, 500, 75
+HISTORY_SECONDS = (30, 60, 120)  # conversation kept by a context refresh (session/context.py)
 
 
 class Key(str, enum.Enum):
@@ -37,6 +38,8 @@ class Key(str, enum.Enum):
     PROMPT_TEXT = "conversation/prompt_text"
     MAX_STEPS = "conversation/max_steps"
     EARLY_STOP = "conversation/early_stop"
+    CONTEXT_REFRESH = "conversation/context_refresh"
+    CONTEXT_HISTORY = "conversation/context_history_s"
     INPUT_DEVICE = "audio/input_device"
     OUTPUT_DEVICE = "audio/output_device"
     ECHO = "audio/echo"
@@ -51,7 +54,7 @@ class Key(str, enum.Enum):
     DTYPE = "engine/dtype"
     QUANT = "engine/quant"
     OFFLOAD = "engine/offload"
-    CONTEXT = "engine/context"
+    CONTEXT_FRAMES = "engine/context_frames"
     MODEL_DIR = "engine/model_dir"
     GEOMETRY = "window/geometry"
 
@@ -64,6 +67,8 @@ class AppSettings:
     prompt_text: str = ""
     max_steps: int = DEFAULT_STEPS
     early_stop: bool = True
+    context_refresh: bool = True  # False: the context scrolls like the reference's
+    context_history_s: int = 60
     input_device: str = ""  # "" = the system default device
     output_device: str = ""
     echo: str = "aec3"
@@ -78,7 +83,7 @@ class AppSettings:
     dtype: str = "auto"
     quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_quant)
     offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
-    context: int = 0  # frames of conversation in view at most (0: the model's own, shortened if the GPU needs)
+    context_frames: int = 0  # frames of conversation in view at most (0: the model's own, shorter if the GPU needs)
     model_dir: str = ""
     geometry: bytes = b""
 
@@ -145,6 +150,8 @@ _FIELDS = {
     "prompt_text": (Key.PROMPT_TEXT, str),
     "max_steps": (Key.MAX_STEPS, _int_range(MIN_STEPS, MAX_STEPS)),
     "early_stop": (Key.EARLY_STOP, _bool),
+    "context_refresh": (Key.CONTEXT_REFRESH, _bool),
+    "context_history_s": (Key.CONTEXT_HISTORY, lambda v: _choice(HISTORY_SECONDS)(int(v))),
     "input_device": (Key.INPUT_DEVICE, str),
     "output_device": (Key.OUTPUT_DEVICE, str),
     "echo": (Key.ECHO, _choice(ECHO_MODES)),
@@ -159,7 +166,7 @@ _FIELDS = {
     "dtype": (Key.DTYPE, _choice(DTYPES)),
     "quant": (Key.QUANT, _choice(QUANTS)),
     "offload": (Key.OFFLOAD, _choice(OFFLOADS)),
-    "context": (Key.CONTEXT, _int_choice(CONTEXTS)),
+    "context_frames": (Key.CONTEXT_FRAMES, _int_choice(CONTEXTS)),
     "model_dir": (Key.MODEL_DIR, str),
     "geometry": (Key.GEOMETRY, _bytes),
 }

@@ -22,7 +22,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from .settings import CONTEXTS, DEVICES, DTYPES, QUANTS, AppSettings
+from .settings import CONTEXTS, DEVICES, DTYPES, HISTORY_SECONDS, QUANTS, AppSettings
+
+CONTEXT_CHOICES = [(f"{s}", f"Keep the persona and the last {s} s of conversation") for s in HISTORY_SECONDS] + [
+    ("scroll", "Scroll like the reference (the persona fades after 4 minutes)")]
 
 ECHO_CHOICES = [
     ("aec3", "Echo cancellation (speakers)"),
@@ -85,6 +88,14 @@ class SettingsDialog(QDialog):
         form.addRow("Silence before answering", self.end_silence)
         layout.addWidget(turns)
 
+        memory = QGroupBox("Long conversations")
+        form = QFormLayout(memory)
+        self.context = _combo("contextHistory", CONTEXT_CHOICES,
+                              str(settings.context_history_s) if settings.context_refresh else "scroll")
+        self.context.setToolTip("What happens when a conversation outlasts the model's 4-minute context")
+        form.addRow("When the context fills", self.context)
+        layout.addWidget(memory)
+
         sampling = QGroupBox("Sampling")
         form = QFormLayout(sampling)
         self.temp_text, self.top_k_text = self._pair(form, "Text", settings.temp_text, settings.top_k_text, 1000)
@@ -111,10 +122,11 @@ class SettingsDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Precision", self.dtype)
         form.addRow("Quantisation", self.quant)
-        self.context = _combo("context", [(c, context_label(c)) for c in CONTEXTS], settings.context)
-        self.context.setToolTip("How much of the conversation the model keeps in view. A shorter context needs "
-                                "less GPU memory; the oldest part is forgotten sooner.")
-        form.addRow("Context length", self.context)
+        self.context_frames = _combo("context_frames", [(c, context_label(c)) for c in CONTEXTS],
+                                     settings.context_frames)
+        self.context_frames.setToolTip("How much of the conversation the model keeps in view. A shorter context "
+                                       "needs less GPU memory; the oldest part is forgotten sooner.")
+        form.addRow("Context length", self.context_frames)
         self.offload = _combo("offload", [("off", "whole model on the GPU"),
                                           ("auto", "layers that do not fit stream from host memory (slow; "
                                                    "turn-based only)")], settings.offload)
@@ -150,7 +162,8 @@ class SettingsDialog(QDialog):
         keep = {f: getattr(self._base, f) for f in ("mode", "voice", "prompt_preset", "prompt_text", "max_steps",
                                                      "early_stop", "model_dir", "geometry")}
         fresh = SettingsDialog(AppSettings(**keep))
-        for name in ("input_device", "output_device", "echo", "device", "dtype", "quant", "offload", "context"):
+        for name in ("input_device", "output_device", "echo", "context", "device", "dtype", "quant", "offload",
+                     "context_frames"):
             getattr(self, name).setCurrentIndex(getattr(fresh, name).currentIndex())
         for name in ("vad_threshold", "end_silence", "temp_text", "top_k_text", "temp_audio", "top_k_audio", "seed"):
             getattr(self, name).setValue(getattr(fresh, name).value())
@@ -166,7 +179,10 @@ class SettingsDialog(QDialog):
             top_k_text=self.top_k_text.value(), temp_audio=self.temp_audio.value(),
             top_k_audio=self.top_k_audio.value(), seed=-1 if self.random_seed.isChecked() else self.seed.value(),
             device=self.device.currentData(), dtype=self.dtype.currentData(), quant=self.quant.currentData(),
-            offload=self.offload.currentData(), context=self.context.currentData(),
+            offload=self.offload.currentData(), context_frames=self.context_frames.currentData(),
+            context_refresh=self.context.currentData() != "scroll",
+            context_history_s=(self._base.context_history_s if self.context.currentData() == "scroll"
+                               else int(self.context.currentData())),
         )
 
 
@@ -183,11 +199,11 @@ def quant_label(quant: str) -> str:
 
 def context_label(frames: int) -> str:
     """What a context length gives (minutes in view) and costs (GiB of context cache, bfloat16)."""
-    from ..gpucheck import FULL_CONTEXT, KV_GIB_PER_1000_FRAMES
+    from ..gpucheck import FULL_CONTEXT, CONTEXT_GIB_PER_1000_FRAMES
 
     if frames == 0:
         return "automatic (4 minutes, shorter only if the GPU needs it)"
-    saved = (FULL_CONTEXT - frames) / 1000 * KV_GIB_PER_1000_FRAMES
+    saved = (FULL_CONTEXT - frames) / 1000 * CONTEXT_GIB_PER_1000_FRAMES
     tail = "the model's full context" if frames >= FULL_CONTEXT else f"saves {saved:.2f} GiB of GPU memory"
     return f"{frames / 750:g} minutes ({frames} frames): {tail}"
 

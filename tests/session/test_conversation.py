@@ -13,6 +13,7 @@ from ppx_desktop.engine.model import load_model
 from ppx_desktop.engine.offline import run_offline
 from ppx_desktop.engine.sampling import SamplingConfig
 from ppx_desktop.engine.tiny import synthetic_voice
+from ppx_desktop.session.context import ContextSettings
 from ppx_desktop.session.conversation import PAD_IDS, Conversation, EarlyStop, TurnEnd
 from ppx_desktop.session.duplex import FrameQueue
 from ppx_desktop.session.statecache import PromptStateCache
@@ -184,13 +185,13 @@ def test_diagnostic_turn_reports_times_and_probabilities(model):
     assert d.real_time_factor > 0 and "real-time factor" in d.summary()
 
 
-def test_turn_beyond_the_context_keeps_working(model):
-    conv = conversation(model)
+def test_turn_beyond_the_context_scrolls_like_the_reference(model):
+    conv = conversation(model, context=ContextSettings(refresh=False))
     context = model.config.lm.context  # 256 frames for the tiny model
     steps = context - conv.frames_seen + 20
     result = conv.respond(np.zeros(FRAME_SIZE, np.float32), max_steps=steps, early_stop=False)
     assert result.steps == steps and np.isfinite(result.pcm).all()
-    assert conv.context_full and conv.context_used == context
+    assert conv.context_full and conv.context_used == context and conv.refresh_count == 0
     conv.reset()
     assert not conv.context_full
 

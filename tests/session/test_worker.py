@@ -81,6 +81,21 @@ def test_turn_streams_text_and_audio_and_model_runs_only_on_the_worker_thread(wo
     assert stats.context_size == 256 and 0 < stats.context_used <= 256 and stats.step_ms > 0
 
 
+def test_context_refreshes_are_events_and_statistics(worker):
+    """The demo model's context is 256 frames: the second long turn would not fit beside the prompt."""
+    for turn in (1, 2):
+        worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=150, early_stop=False, turn_id=turn))
+        worker.rec.wait_for(ev.TurnFinished, where=lambda e, t=turn: e.turn_id == t)
+    [refreshed] = worker.rec.of(ev.ContextRefreshed)
+    # Kept: what leaves room for the turn (its user frame and 150 answer frames) beside the prompt.
+    assert refreshed.reason == "before the turn" and refreshed.kept_frames == worker.conversation.keeper.room - 151
+    assert refreshed.frames_after < refreshed.frames_before and refreshed.stall_ms > 0
+    stats = worker.rec.of(ev.StepStats)[-1]
+    assert stats.refreshes == 1 and stats.refresh_ms == refreshed.stall_ms and stats.context_used < 256
+    # Live duplex may hold the frames up only as long as the bounded input queue absorbs.
+    assert worker.conversation.keeper.settings.stall_budget_ms == 0.75 * worker.input.capacity * 80
+
+
 class ActOnFirstFrame:
     """An audio sink that calls `action` from inside the first step (on the worker thread) and
     keeps every frame delivered after it: "within one step" means that list stays empty."""

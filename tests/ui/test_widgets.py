@@ -99,6 +99,31 @@ def test_meters_warn_only_after_sustained_slowness(qtbot):
     assert meters.warning.isHidden()
 
 
+def test_context_meter_shows_refreshes(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_stats(20.0, 0.25, 0, 2900, 3000, duplex=True)
+    assert meters.context.text() == "2900 / 3000 frames"
+    meters.set_stats(20.0, 0.25, 0, 1300, 3000, duplex=True, refreshes=2, refresh_ms=96.4)
+    assert meters.context.value() == 1300 and meters.context.text() == "1300 / 3000 frames · refreshed 2× (last 96 ms)"
+
+
+def test_settings_dialog_long_conversation_choice(qtbot):
+    from ppx_desktop.ui.settings import AppSettings
+    from ppx_desktop.ui.settings_dialog import SettingsDialog
+
+    dialog = SettingsDialog(AppSettings(context_history_s=120))
+    qtbot.addWidget(dialog)
+    assert dialog.context.currentData() == "120"
+    dialog.context.setCurrentIndex(dialog.context.findData("scroll"))
+    chosen = dialog.result_settings()
+    assert chosen.context_refresh is False and chosen.context_history_s == 120  # remembered for later
+    dialog.context.setCurrentIndex(dialog.context.findData("30"))
+    assert (dialog.result_settings().context_refresh, dialog.result_settings().context_history_s) == (True, 30)
+    dialog._restore_defaults()
+    assert dialog.context.currentData() == "60"
+
+
 def test_voice_picker_groups_and_availability(qtbot, tiny_model_dir):
     picker = VoicePicker()
     qtbot.addWidget(picker)

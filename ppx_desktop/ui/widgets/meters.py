@@ -66,10 +66,13 @@ class Meters(QWidget):
             bar.setValue(int(1000 * (clamped - FLOOR_DB) / -FLOOR_DB))
 
     def set_stats(self, step_ms: float, rtf: float, lag_frames: int, context_used: int, context_size: int,
-                  duplex: bool) -> None:
+                  duplex: bool, refreshes: int = 0, refresh_ms: float = 0.0) -> None:
         self.stats.setText(f"step {step_ms:.0f} ms · RTF {rtf:.2f} · lag {lag_frames * 80} ms")
         self.context.setRange(0, max(1, context_size))
         self.context.setValue(min(context_used, context_size))
+        # A refresh rebuilt the context as the prompt plus the recent conversation (session/context.py).
+        self.context.setFormat("%v / %m frames" + (f" · refreshed {refreshes}× (last {refresh_ms:.0f} ms)"
+                                                   if refreshes else ""))
         # RTF is compute time over audio time: above 1 the agent cannot keep up in real time.
         if duplex and rtf > 1.0:
             self._slow_count += 1
