@@ -199,7 +199,7 @@ def quant_label(quant: str) -> str:
 
 def context_label(frames: int) -> str:
     """What a context length gives (minutes in view) and costs (GiB of context cache, bfloat16)."""
-    from ..gpucheck import FULL_CONTEXT, CONTEXT_GIB_PER_1000_FRAMES
+    from ..gpucheck import CONTEXT_GIB_PER_1000_FRAMES, FULL_CONTEXT
 
     if frames == 0:
         return "automatic (4 minutes, shorter only if the GPU needs it)"
