@@ -52,6 +52,8 @@ class FrameResult:
     text_id: int  # the agent's text token aligned with that audio
     text_prob: float  # its probability under the temperature-free softmax (1.0 if it was forced)
     tokens: np.ndarray | None = None  # [17] int64: the whole frame (text, agent codes, user codes)
+    user_text_id: int | None = None  # with a transcriber: the user's text token of this frame
+    end_of_turn: float | None = None  # and its end-of-turn probability
 
 
 @dataclass
@@ -94,7 +96,7 @@ class FrameStep:
     """
 
     def __init__(self, model, gen: Generator, *, capture: str = "auto", compile_options: dict | None = None,
-                 graphs=None):
+                 graphs=None, transcriber=None):
         if capture not in CAPTURE_MODES:
             raise ValueError(f"capture must be one of {', '.join(CAPTURE_MODES)}, got {capture!r}")
         self.mimi, self.gen, self.lm = model.mimi, gen, gen.lm
@@ -117,7 +119,15 @@ class FrameStep:
         pin = dev.type == "cuda"
         self._pcm_host = torch.zeros(FRAME_SIZE, dtype=torch.float32, pin_memory=pin)
         self._pcm_dev = torch.zeros(1, 1, FRAME_SIZE, dtype=torch.float32, device=dev)
-        self._out_host = torch.zeros(FRAME_SIZE + 2 + cfg.num_streams, dtype=torch.float32, pin_memory=pin)
+        self.transcriber = transcriber
+        # One encode feeds both models: as many codebooks as the speech-to-text model reads.
+        self._codebooks = max(self.n, transcriber.n_q) if transcriber is not None else self.n
+        available = 1 + len(self.mimi.quantizer.rvq_rest.codebooks)
+        if self._codebooks > available:
+            raise ValueError(f"the speech-to-text model reads {self._codebooks} codebooks but this codec has "
+                             f"{available}")
+        extra = 2 if transcriber is not None else 0
+        self._out_host = torch.zeros(FRAME_SIZE + 2 + cfg.num_streams + extra, dtype=torch.float32, pin_memory=pin)
         self._event = torch.cuda.Event() if pin else None
         self._compiled = None
         if capture == "compile":
@@ -149,7 +159,8 @@ class FrameStep:
         s, gen = self.gen.sampling, self.gen
         cache, provided = state.cache, state.provided
         B, S, _ = cache.shape
-        codes = self.mimi.encode_step(pcm, codec.enc)  # [B, n, 1]
+        codes_all = self.mimi.encode_step(pcm, codec.enc, num_codebooks=self._codebooks)  # [B, K, 1]
+        codes = codes_all[:, :self.n]  # PersonaPlex's 8 (the first codebooks of a residual encode)
         if mark is not None:
             mark()
         # The temporal pass has run once per call after the first, so the generator's offset is
@@ -180,7 +191,11 @@ class FrameStep:
         prob = torch.softmax(text_logits.float(), dim=-1).gather(-1, tokens[0][:, None])[:, 0]
         reported = codec.text_prob.clone()
         codec.text_prob.copy_(torch.where(forced[:, 0], 1.0, prob))
-        return torch.cat([pcm_out[0, 0].float(), out[0, 0].float(), reported[:1], out[0, :, 0].float()])
+        packed = [pcm_out[0, 0].float(), out[0, 0].float(), reported[:1], out[0, :, 0].float()]
+        if self.transcriber is not None:
+            user_text, end_of_turn = self.transcriber.step(codes_all)
+            packed += [user_text[:1], end_of_turn[:1]]
+        return torch.cat(packed)
 
     # --- host side ---------------------------------------------------------------------------
     def _depformer_steps(self, state: GenState) -> int:
@@ -220,7 +235,8 @@ class FrameStep:
             except Exception as exc:  # e.g. no working C compiler or Triton: the eager frame still runs
                 self._fall_back(f"compiling the frame failed ({type(exc).__name__}: {exc})")
         if self.capture == "cuda-graph":
-            buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr())
+            buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr(),
+                       self.transcriber.state.tokens.data_ptr() if self.transcriber is not None else 0)
             if self._graph_buffers != buffers:  # other states: graphs captured on the old ones are stale
                 self.release_graphs()
                 self._graph_buffers = buffers
@@ -237,15 +253,27 @@ class FrameStep:
         """Captures `_frame` on the given states' buffers; the states are left unchanged. The
         capture runs three frames (two warm-up frames off the graph, then the captured one), so
         only what three frames touch is saved and restored."""
-        g_snap, c_snap = state.snapshot_touched(3), codec.snapshot()
+        snap = self._touched(state, codec, 3)
         try:
             self._graphs[(steps, limit)] = self.graphs.capture(
                 lambda: self._frame(self._pcm_dev, state, codec, steps, None, limit))
         except Exception as exc:  # the frame still runs eagerly, from the same state
             self._fall_back(f"capturing the frame as a CUDA graph failed ({type(exc).__name__}: {exc})")
         finally:
-            state.restore_touched(g_snap)
-            codec.restore(c_snap)
+            self._restore(state, codec, snap)
+
+    def _touched(self, state: GenState, codec: CodecState, frames: int) -> tuple:
+        """What `frames` frames change, to undo them: the generator's touched slots, Mimi's states
+        and the transcriber's touched slots."""
+        stt = self.transcriber.snapshot_touched(frames) if self.transcriber is not None else None
+        return state.snapshot_touched(frames), codec.snapshot(), stt
+
+    def _restore(self, state: GenState, codec: CodecState, snap: tuple) -> None:
+        g_snap, c_snap, stt = snap
+        state.restore_touched(g_snap)
+        codec.restore(c_snap)
+        if stt is not None:
+            self.transcriber.restore_touched(stt)
 
     def _fall_back(self, reason: str) -> None:
         log.warning("frames run eagerly from now on: %s", reason)
@@ -303,8 +331,13 @@ class FrameStep:
             self._event.record()
             self._event.synchronize()
         host = self._out_host.numpy()
-        return FrameResult(host[:FRAME_SIZE].copy(), int(host[FRAME_SIZE]), float(host[FRAME_SIZE + 1]),
-                           host[FRAME_SIZE + 2:].astype(np.int64))
+        streams = self.lm.cfg.num_streams
+        tokens = host[FRAME_SIZE + 2:FRAME_SIZE + 2 + streams].astype(np.int64)
+        result = FrameResult(host[:FRAME_SIZE].copy(), int(host[FRAME_SIZE]), float(host[FRAME_SIZE + 1]), tokens)
+        if self.transcriber is not None:
+            result.user_text_id = int(host[FRAME_SIZE + 2 + streams])
+            result.end_of_turn = float(host[FRAME_SIZE + 3 + streams])
+        return result
 
     def warmup(self, state: GenState, codec: CodecState) -> None:
         """Compiles or captures before the first real frame, also the variants that read more of
@@ -312,14 +345,13 @@ class FrameStep:
         if self.capture == "off":
             return
         self._check(state, np.zeros(FRAME_SIZE, dtype=np.float32))
-        g_snap, c_snap = state.snapshot_touched(1), codec.snapshot()
+        snap = self._touched(state, codec, 1)
         self._pcm_dev.zero_()
         steps = self._depformer_steps(state)
         # A larger limit than needed is still exact (the extra slots are empty and masked).
         for limit in self.gen.kv_limits_ahead(state):
             for _ in range(2):  # the second call checks that nothing recompiles or re-captures
                 self._run(state, codec, steps, limit)
-                state.restore_touched(g_snap)
-                codec.restore(c_snap)
+                self._restore(state, codec, snap)
                 if self.capture == "off":  # fell back: nothing more to prepare
                     return

@@ -67,12 +67,8 @@ class GenState:
         """What the next `frames` model calls change: the token ring, the counters and the KV slots
         they write (a few columns per layer instead of the whole cache, which `snapshot` copies).
         The depformer cache is not kept: every frame rewrites it before reading it."""
-        capacity = self.lm.keys[0].shape[2]
-        slots = (self.lm.offset + torch.arange(frames, device=self.lm.offset.device)) % capacity  # device-side
         return TouchedSnapshot(self.cache.clone(), self.provided.clone(), [row[:] for row in self.provided_host],
-                               self.offset, self.lm.offset.clone(), slots,
-                               [k.index_select(2, slots) for k in self.lm.keys],
-                               [v.index_select(2, slots) for v in self.lm.values])
+                               self.offset, self.lm.snapshot_touched(frames))
 
     def restore_touched(self, snap: TouchedSnapshot) -> None:
         """Undoes at most `frames` model calls since `snap` was taken, in place."""
@@ -80,9 +76,7 @@ class GenState:
         self.provided.copy_(snap.provided)
         self.provided_host = [row[:] for row in snap.provided_host]
         self.offset = snap.offset
-        self.lm.offset.copy_(snap.lm_offset)
-        for dst, src in zip(self.lm.keys + self.lm.values, snap.keys + snap.values):
-            dst.index_copy_(2, snap.slots, src)
+        self.lm.restore_touched(snap.lm)
 
 
 @dataclass
@@ -93,10 +87,7 @@ class TouchedSnapshot:
     provided: torch.Tensor
     provided_host: list[list[bool]]
     offset: int
-    lm_offset: torch.Tensor  # [1]
-    slots: torch.Tensor  # [frames] KV slots saved
-    keys: list[torch.Tensor]  # per layer [B, H, frames, D]
-    values: list[torch.Tensor]
+    lm: tuple  # TransformerState.snapshot_touched
 
 
 @dataclass

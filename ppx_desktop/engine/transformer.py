@@ -136,6 +136,21 @@ class TransformerState:
             dst.copy_(src)
         self.offset.copy_(other.offset)
 
+    def snapshot_touched(self, tokens: int) -> tuple:
+        """The counter and the ring slots the next `tokens` streamed tokens will write (a few
+        columns per layer instead of the whole cache), for `restore_touched`."""
+        capacity = self.keys[0].shape[2]
+        slots = (self.offset + torch.arange(tokens, device=self.offset.device)) % capacity  # device-side
+        return (self.offset.clone(), slots, [k.index_select(2, slots) for k in self.keys],
+                [v.index_select(2, slots) for v in self.values])
+
+    def restore_touched(self, snap: tuple) -> None:
+        """Undoes at most that many streamed tokens, in place."""
+        offset, slots, keys, values = snap
+        self.offset.copy_(offset)
+        for dst, src in zip(self.keys + self.values, keys + values):
+            dst.index_copy_(2, slots, src)
+
 
 class StreamingAttention(nn.Module):
     """Causal multi-head self-attention, no biases, optional RoPE and optional weights per step.
