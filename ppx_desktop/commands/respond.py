@@ -49,6 +49,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(slower; for GPUs too small even for int4); auto: as many as needed")
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                    help="LM weights: default bfloat16 on cuda, float32 on cpu")
+    add_transcription_arguments(p)
+
+
+def add_transcription_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--transcribe-user", action="store_true",
+                   help="also write down what the user said (the speech-to-text model runs in the same frame)")
+    p.add_argument("--stt-model-dir", type=Path, default=None,
+                   help="speech-to-text model directory (default: MODEL_DIR/stt, else the one `ppx-desktop "
+                        "download --with-transcription` fetched)")
+    p.add_argument("--output-transcript", type=Path, default=None,
+                   help="both sides as a JSON list of {speaker, text, start, end} (seconds); needs --transcribe-user")
+
+
+def load_transcriber(args, model_dir: Path, device):
+    """The `Transcriber` for `--transcribe-user` (None without it), on the model's device."""
+    from ..assets.stt_model import find_stt_dir
+    from ..cli import UserError
+    from ..engine.stt_load import load_stt
+    from ..engine.transcriber import Transcriber
+
+    if not args.transcribe_user:
+        if args.output_transcript is not None:
+            raise UserError("--output-transcript needs --transcribe-user (the user's words come from the "
+                            "speech-to-text model)")
+        return None
+    stt_dir = args.stt_model_dir or (model_dir / "stt" if (model_dir / "stt").is_dir() else find_stt_dir())
+    if stt_dir is None:
+        raise UserError("--transcribe-user needs the speech-to-text model: run `ppx-desktop download "
+                        "--with-transcription`, or pass --stt-model-dir")
+    return Transcriber(load_stt(stt_dir, device=str(device)))
+
+
+def transcript_entries(turns) -> list[dict]:
+    """Both sides of `TurnResult`s in order: the user's words, then the agent's answer."""
+    entries = []
+    for r in turns:
+        if r.user_line is not None:
+            entries.append({"speaker": "user", "text": r.user_line.text, "start": round(r.user_line.start, 3),
+                            "end": round(r.user_line.end, 3)})
+        entries.append({"speaker": "agent", "text": r.text, "start": round(r.answer_start_s, 3),
+                        "end": round(r.answer_start_s + r.steps * 0.08, 3)})
+    return entries
 
 
 def add_precision_arguments(p: argparse.ArgumentParser) -> None:
@@ -97,14 +139,20 @@ def run(args: argparse.Namespace) -> int:
     outputs = OutputSet([*(("--input-wav", p) for p in args.input_wav), *voice_input(args.voice)])
     outputs.add("--output-wav", args.output_wav, wav_pcm16_size(len(turns) * args.max_steps * FRAME_SIZE))
     outputs.add("--output-text", args.output_text, len(turns) * (32 * args.max_steps + 512) + 64 * 1024)
+    outputs.add("--output-transcript", args.output_transcript, len(turns) * 64 * (args.max_steps + 200) + 1024)
     outputs.check()  # before the model runs: the answers are never lost at the last step
-    model = load_model(resolve_model_dir(args.model_dir), device=args.device, dtype=args.dtype, quant=args.quant,
+    model_dir = resolve_model_dir(args.model_dir)
+    if args.output_transcript is not None and not args.transcribe_user:
+        load_transcriber(args, model_dir, None)  # refuses, saying why, before the model loads
+    model = load_model(model_dir, device=args.device, dtype=args.dtype, quant=args.quant,
                        offload_layers=args.offload_layers, context=args.context)
+    transcriber = load_transcriber(args, model_dir, model.device)
     if model.lm.streamer is not None:
         print(model.lm.streamer.plan.summary())
     sampling = SamplingConfig.greedy() if args.greedy else SamplingConfig()
-    conv = Conversation(model, sampling=sampling, seed=args.seed, cache=PromptStateCache(state_cache_dir()))
-    answers, report = [], []
+    conv = Conversation(model, sampling=sampling, seed=args.seed, cache=PromptStateCache(state_cache_dir()),
+                        transcriber=transcriber)
+    answers, report, results = [], [], []
     with torch.no_grad():
         cached = conv.start(args.voice, args.text_prompt)
         for note in conv.notes:
@@ -114,8 +162,11 @@ def run(args: argparse.Namespace) -> int:
             respond = conv.respond_diagnostic if args.diagnostic else conv.respond
             r = respond(audio, max_steps=args.max_steps, early_stop=not args.no_early_stop)
             answers.append(r.pcm)
+            results.append(r)
             report.append({"input": str(path), "text": r.text, "end": r.end, "steps": r.steps,
                            "seconds": r.steps * 0.08})
+            if r.user_line is not None:
+                print(f"you said ({path.name}): {r.user_line.text!r}")
             print(f"turn {i} ({path.name}): {r.steps} steps, ended by {r.end.replace('_', ' ')}: {r.text!r}")
             if r.diagnostics is not None:
                 print(f"  {r.diagnostics.summary()}")
@@ -127,8 +178,12 @@ def run(args: argparse.Namespace) -> int:
     if args.output_text is not None:
         contents["--output-text"] = json.dumps({"voice": args.voice, "prompt": args.text_prompt, "turns": report},
                                                ensure_ascii=False, indent=1).encode("utf-8")
+    if args.output_transcript is not None:
+        contents["--output-transcript"] = json.dumps(transcript_entries(results), ensure_ascii=False,
+                                                     indent=1).encode("utf-8")
     outputs.write(contents)
-    print(f"wrote {args.output_wav}" + (f" and {args.output_text}" if args.output_text else ""))
+    written = [str(p) for p in (args.output_wav, args.output_text, args.output_transcript) if p is not None]
+    print("wrote " + " and ".join(written))
     if conv.context_full:
         print(f"note: the conversation passed the model's context ({span(conv.context_size)}); the oldest part "
               "is forgotten")

@@ -54,12 +54,13 @@ class MemoryPlan:
     working: int
     load_transient: int  # above the final weights, at the worst point of loading
     cuda_context: int
+    transcription: int = 0  # the speech-to-text model beside the LM (weights and its cache), if on
 
     @property
     def device_bytes(self) -> int:
         """What the caching allocator holds at the peak (the part a tracker can measure)."""
-        running = self.weights + self.kv_cache + self.mimi + self.working
-        return max(running, self.weights + self.mimi + self.load_transient)
+        running = self.weights + self.kv_cache + self.mimi + self.working + self.transcription
+        return max(running, self.weights + self.mimi + self.load_transient + self.transcription)
 
     @property
     def total(self) -> int:
@@ -71,13 +72,15 @@ class MemoryPlan:
 
     def parts_gib(self) -> dict[str, float]:
         return {"weights": self.weights / GiB, "kv_cache": self.kv_cache / GiB, "mimi": self.mimi / GiB,
-                "working": self.working / GiB, "cuda_context": self.cuda_context / GiB, "total": self.total_gib}
+                "working": self.working / GiB, "transcription": self.transcription / GiB,
+                "cuda_context": self.cuda_context / GiB, "total": self.total_gib}
 
     def summary(self) -> str:
         p = self.parts_gib()
         return (f"{self.precision}, context {self.context} frames ({self.context / 12.5 / 60:.1f} min): "
                 f"{p['total']:.1f} GiB = weights {p['weights']:.1f} + context cache {p['kv_cache']:.2f} + "
-                f"codec {p['mimi']:.2f} + working {p['working']:.2f} + CUDA context {p['cuda_context']:.1f}")
+                f"codec {p['mimi']:.2f} + working {p['working']:.2f} + CUDA context {p['cuda_context']:.1f}"
+                + (f" + transcription {p['transcription']:.2f}" if self.transcription else ""))
 
 
 def _rounded(tensors) -> int:
@@ -176,12 +179,30 @@ def _load_peak(lm, plan: dict[str, tuple[str, int]], quant: str, config, dtype, 
 
 
 def plan_memory(config, precision: str = "bfloat16", context: int | None = None,
-                device_type: str = "cuda") -> MemoryPlan:
+                device_type: str = "cuda", stt=None) -> MemoryPlan:
     """The memory plan of `config` (a ModelConfig) in `precision` ("bfloat16", "int8", "int4",
-    "float32") with a KV cache of `context` frames (default: the model's)."""
+    "float32") with a KV cache of `context` frames (default: the model's); `stt` (an STTConfig)
+    adds the speech-to-text model in the same precision."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    return _plan(config, precision, context or config.lm.context, device_type)
+    plan = _plan(config, precision, context or config.lm.context, device_type)
+    if stt is not None:
+        plan = dataclasses.replace(plan, transcription=transcription_bytes(stt, precision, device_type))
+    return plan
+
+
+@functools.lru_cache(maxsize=16)
+def transcription_bytes(stt, precision: str, device_type: str = "cuda") -> int:
+    """Device bytes of the speech-to-text model (engine/stt.py) in `precision`: its weights as the
+    modules hold them and its streaming state (its Mimi is the LM's, shared)."""
+    from .quant import convert_for_quant
+    from .stt import STTGenerator, STTModel
+
+    dtype, quant = PRECISIONS[precision]
+    model = STTModel(stt.lm, device="meta", dtype=dtype)
+    convert_for_quant(model, quant, "cuda" if device_type == "cuda" else "cpu")
+    state = STTGenerator(model).init_state(1)
+    return _rounded([*model.state_dict().values(), state.tokens, *state.lm.keys, *state.lm.values])
 
 
 def fitting_context(config, precision: str, free_bytes: int, device_type: str = "cuda",

@@ -53,10 +53,12 @@ def stt_plan(model_shapes: dict[str, tuple[int, ...]], file_infos: dict[str, Ten
     return plan
 
 
-def load_stt(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None) -> LoadedSTT:
+def load_stt(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
+             quant: str = "none") -> LoadedSTT:
     """Loads `DIR` holding `config.json`, the weights and tokenizer it names and the Mimi codec.
 
     `dtype`: the model's weights (default bfloat16 on CUDA, float32 on the CPU); Mimi runs in float32.
+    `quant` ("none", "int8", "int4") quantises its linear layers while loading, as the LM's are.
     """
     from ..assets.tokenizer import TextTokenizer
 
@@ -87,6 +89,18 @@ def load_stt(model_dir: str | Path, device: str | None = None, dtype: str | torc
     def unused(key: str) -> bool:
         return key in config.unused_weights or key.startswith(config.unused_weight_prefixes)
 
-    load_weights(model, model_dir / config.weights_name, device=dev, dtype=model_dtype, plan_fn=stt_plan,
-                 allow_unused=unused)
+    if quant == "none":
+        load_weights(model, model_dir / config.weights_name, device=dev, dtype=model_dtype, plan_fn=stt_plan,
+                     allow_unused=unused)
+    else:
+        from .quant import check_quant, convert_for_quant, packing_for, quantizing_converter
+
+        check_quant(quant, dev)
+        target = STTModel(config.lm, device="meta", dtype=model_dtype)
+        packing = packing_for(dev)
+        qplan = convert_for_quant(target, quant, packing)
+        load_weights(model, model_dir / config.weights_name, device=dev, dtype=model_dtype, plan_fn=stt_plan,
+                     allow_unused=unused, convert=quantizing_converter(qplan, quant, model_dtype, packing),
+                     target=target)
+        model = target
     return LoadedSTT(config, mimi.eval(), model.eval(), tokenizer, model_dir, dev, model_dtype)

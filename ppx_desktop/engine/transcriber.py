@@ -48,6 +48,7 @@ class Transcriber:
 
     def __init__(self, stt, greedy: bool = True):
         self.stt = stt
+        self.precision = str(stt.dtype).removeprefix("torch.")  # its weights (a quantised load says so)
         self.gen: STTGenerator = stt.generator(greedy=greedy)
         self.state: STTState = self.gen.init_state(1)
         self.n_q = stt.config.lm.n_q

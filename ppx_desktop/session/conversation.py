@@ -29,6 +29,7 @@ from ..engine.prompts import SILENCE_FRAMES, VoicePrompt, check_prompts_fit, tex
 from ..engine.sampling import SamplingConfig
 from .context import PAD_IDS, ContextKeeper, ContextSettings, Refresh
 from .statecache import PromptState, PromptStateCache, file_identity, fingerprint
+from .user_transcript import UserLine, UserTranscript
 
 
 class TurnEnd:
@@ -110,6 +111,9 @@ class TurnResult:
     steps: int  # answer frames generated
     user_frames: int
     diagnostics: Diagnostics | None = None
+    user_line: UserLine | None = None  # the user's words, with a transcriber
+    start_s: float = 0.0  # the turn's first user frame, seconds of the conversation
+    answer_start_s: float = 0.0  # the answer's first frame
 
 
 class TurnStream:
@@ -153,7 +157,7 @@ class Conversation:
     def __init__(self, model: LoadedModel, *, sampling: SamplingConfig | None = None, seed: int | None = None,
                  options: GeneratorOptions | None = None, cache: PromptStateCache | None = None,
                  early_stop: EarlyStop | None = None, capture: str = "auto", context: ContextSettings | None = None,
-                 graphs=None):
+                 graphs=None, transcriber=None):
         from ..engine.framestep import FrameStep
 
         self.model = model
@@ -167,7 +171,10 @@ class Conversation:
         self.keeper = ContextKeeper(context or ContextSettings(), window, model.config.lm.num_streams)
         self.on_refresh: tp.Callable[[Refresh], None] | None = None  # called after each context refresh
         self._calibrated = False
-        self.frame_step = FrameStep(model, self.gen, capture=capture, graphs=graphs)
+        self.frame_step = FrameStep(model, self.gen, capture=capture, graphs=graphs, transcriber=transcriber)
+        self.transcriber = transcriber
+        # The user's words, when a speech-to-text model rides in the frame (session/user_transcript.py).
+        self.user_transcript = UserTranscript(transcriber) if transcriber is not None else None
         self.codec = self.frame_step.init_codec_state()
         self.enc, self.dec = self.codec.enc, self.codec.dec  # the eager diagnostic path shares them
         self.cache = cache if cache is not None else PromptStateCache(folder=None, max_memory_entries=2)
@@ -179,6 +186,7 @@ class Conversation:
         self._start_snapshot: PromptState | None = None
         self._prev_text_probs: torch.Tensor | None = None
         self._model_key = self._model_identity(model)
+        self.clock = 0
 
     def reseed(self, seed: int | None) -> None:
         """Makes sampled answers from now on reproducible (None: a random seed)."""
@@ -286,6 +294,10 @@ class Conversation:
         self._start_snapshot.apply(self.state)
         self.codec.reset()
         self._prev_text_probs = None
+        self.clock = 0  # frames since the prompts, for the user's word times (refreshes do not rewind it)
+        if self.transcriber is not None:
+            self.transcriber.reset()
+            self.user_transcript.restart()
         self.keeper.start(self._start_snapshot.offset)
         if not self._calibrated:
             self._calibrate()
@@ -363,16 +375,23 @@ class Conversation:
         if plan is not None:
             self._refresh(*plan)
         frame_index = self.state.offset - 1  # the step returns the frame of this real time
+        clock, self.clock = self.clock, self.clock + 1
         if timing is None:
             self._prev_text_probs = None
             result = self.frame_step(self.state, self.codec, pcm)
             self.keeper.record(frame_index, result.tokens)
+            if self.user_transcript is not None:
+                self.user_transcript.add(clock, result.user_text_id, result.end_of_turn, live)
             return result.pcm, result.text_id
         # Diagnostic frames run the same work eagerly, synchronising to time each part.
         mimi = self.model.mimi
         t0 = time.perf_counter()
         x = torch.from_numpy(np.ascontiguousarray(pcm, dtype=np.float32)).to(self.device).view(1, 1, FRAME_SIZE)
-        codes = mimi.encode_step(x, self.enc)
+        codes = mimi.encode_step(x, self.enc, num_codebooks=self.frame_step._codebooks)
+        if self.transcriber is not None:  # the same shared encode as the captured frame
+            user_text, end_of_turn = self.transcriber.step(codes)
+            self.user_transcript.add(clock, int(user_text[0]), float(end_of_turn[0]), live)
+        codes = codes[:, :self.num_codebooks]
         t1 = self._sync_time()
         out = self.gen.step(self.state, user=codes, return_logits=True)
         t2 = self._sync_time()
@@ -427,6 +446,7 @@ class Conversation:
         pcm_out: list[np.ndarray] = []
         ids: list[int] = []
         end = [TurnEnd.MAX_STEPS]
+        times = [self.clock / FRAME_RATE, self.clock / FRAME_RATE]  # the turn's and the answer's start
         silence = np.zeros(FRAME_SIZE, np.float32)
 
         def record(phase: str, text_id: int, timing: list) -> None:
@@ -439,6 +459,7 @@ class Conversation:
             kept = self.keeper.before_turn(self.frames_seen, len(user_frames) + max_steps)
             if kept is not None:
                 self._refresh(kept, "before the turn")
+            times[0] = self.clock / FRAME_RATE
             for frame in user_frames:
                 if cancel is not None and cancel.is_set():
                     end[0] = TurnEnd.CANCELLED
@@ -446,6 +467,7 @@ class Conversation:
                 _, text_id = self._frame(frame, timing)
                 record("user", text_id, timing)
             started, quiet_run = False, 0
+            times[1] = self.clock / FRAME_RATE
             for n in range(max_steps):
                 if cancel is not None and cancel.is_set():
                     end[0] = TurnEnd.CANCELLED
@@ -472,7 +494,9 @@ class Conversation:
                 diag.refreshes = list(self.keeper.recent)[-new:] if new else []
             pcm = np.concatenate(pcm_out) if pcm_out else np.zeros(0, np.float32)
             text = "".join(p for p in (self.piece(i) for i in ids) if p)
-            return TurnResult(pcm, text.strip(), ids, end[0], len(ids), len(user_frames), diag)
+            # The answer's silent input let the speech-to-text model's last words out (its delay).
+            line = self.user_transcript.finish(times[0]) if self.user_transcript is not None else None
+            return TurnResult(pcm, text.strip(), ids, end[0], len(ids), len(user_frames), diag, line, *times)
 
         return TurnStream(chunks(), finish)
 

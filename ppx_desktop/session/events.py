@@ -28,6 +28,7 @@ class LoadModel:
     quant: str | None = None
     offload_layers: int | None = 0  # temporal layers kept in host memory (None: as the GPU needs)
     context: int | None = None  # frames of conversation in view (None: the model's own)
+    transcription: bool = False  # the user's words by the speech-to-text model (if downloaded and it fits)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,14 @@ class CreateVoice:
 
 
 @dataclass(frozen=True)
+class SetTranscription:
+    """Turns the user's transcript on (loads the speech-to-text model if it fits) or off (frees it);
+    the current conversation starts again with the same voice and prompt."""
+
+    on: bool
+
+
+@dataclass(frozen=True)
 class Shutdown:
     pass
 
@@ -111,6 +120,7 @@ class ModelLoaded:
     offloaded_layers: int = 0  # temporal layers streamed from host memory: turn-based only
     quant: str = "none"  # the LM's linear layers: "none", "int8" or "int4"
     custom_voices: tuple[str, ...] = ()  # which of `voices` the user made (`voices add`, Add voice…)
+    transcription: str = ""  # the speech-to-text model's precision when it runs, "" when not
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,18 @@ class ConversationReady:
 class TurnStarted:
     turn_id: int
     mode: str  # "turn" | "duplex"
+
+
+@dataclass(frozen=True)
+class UserText:
+    """The user's words (speech-to-text): a line growing while they speak (`final` False), then final
+    with its times (seconds of the conversation)."""
+
+    turn_id: int
+    text: str
+    start: float
+    end: float
+    final: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,6 +202,11 @@ class VoiceCreated:
     name: str
     path: str
     notes: tuple[str, ...] = ()  # what was done to the recording (cut, resampled), for the status bar
+
+
+@dataclass(frozen=True)
+class TranscriptionChanged:
+    precision: str  # "" when off
 
 
 @dataclass(frozen=True)

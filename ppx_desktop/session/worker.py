@@ -71,6 +71,10 @@ class InferenceWorker:
         self._cancel_seq = 0
         self._stopping = False
         self._told_fallback = False  # a capture fallback is shown once
+        self.transcriber = None  # the speech-to-text model in the frame (session/transcription.py)
+        self.transcription = ""  # its precision while it runs
+        self.model_dir: Path | None = None
+        self._last_start: ev.StartConversation | None = None
         self.thread = threading.Thread(target=self._run, name="ppx-inference", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
@@ -145,7 +149,7 @@ class InferenceWorker:
         handler = {
             ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
-            ev.CreateVoice: self._create_voice,
+            ev.CreateVoice: self._create_voice, ev.SetTranscription: self._transcription,
         }.get(type(command))
         if handler is None:
             self._emit(ev.ErrorEvent(f"unknown command {name}", "internal", name))
@@ -188,10 +192,12 @@ class InferenceWorker:
         from ..assets.voices import usable_voices
 
         voices = usable_voices(model_dir)
+        self.model_dir = model_dir
+        self._set_transcriber(cmd.transcription)
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
                                   tuple(v.id for v in voices), cmd.demo,
                                   len(streamer.plan.layers) if streamer is not None else 0, model.quant,
-                                  tuple(v.id for v in voices if v.custom)))
+                                  tuple(v.id for v in voices if v.custom), self.transcription))
         self._emit(ev.Status("ready"))
 
     def _start_conversation(self, seq: int, cmd: ev.StartConversation) -> None:
@@ -202,7 +208,9 @@ class InferenceWorker:
         self._emit(ev.Status("preparing", f"voice {cmd.voice}"))
         t0 = time.perf_counter()
         context = (cmd.context or ContextSettings()).within_input_queue(self.input.capacity)
-        conv = next_conversation(self.conversation, self.model, cmd.sampling, cmd.seed, self.cache, context=context)
+        conv = next_conversation(self.conversation, self.model, cmd.sampling, cmd.seed, self.cache, context=context,
+                                 transcriber=self.transcriber)
+        self._last_start = cmd
         conv.on_refresh = lambda r: self._emit(ev.ContextRefreshed(r.frames_before, r.frames_after, r.kept_frames,
                                                                    r.stall_ms, r.reason))
         self.conversation = conv
@@ -214,6 +222,30 @@ class InferenceWorker:
         self._emit(ev.ConversationReady(cmd.voice, cmd.prompt, cached, time.perf_counter() - t0, tuple(conv.notes)))
         self._emit_stats(0.0, 0, conv)
         self._emit(ev.Status("idle"))
+
+    def _set_transcriber(self, wanted: bool) -> None:
+        """Loads the speech-to-text model beside PersonaPlex in the largest precision the GPU's free
+        memory holds, or says once why the transcript stays off (not downloaded, does not fit)."""
+        from .transcription import load_transcriber
+
+        self.transcriber, self.transcription = None, ""
+        _free_cuda_memory()
+        if not wanted:
+            return
+        self.transcriber, why = load_transcriber(self.model, self.model_dir)
+        if self.transcriber is None:
+            self._emit(ev.Notice(f"Your words are not written down: {why}", "transcription"))
+            return
+        self.transcription = self.transcriber.precision
+
+    def _transcription(self, seq: int, cmd: ev.SetTranscription) -> None:
+        if self.model is None:
+            raise _UserFacing("model", "load a model first")
+        self._drop_conversation()  # its frame step holds the old transcriber
+        self._set_transcriber(cmd.on)
+        self._emit(ev.TranscriptionChanged(self.transcription))
+        if self._last_start is not None:
+            self._start_conversation(seq, self._last_start)
 
     def _create_voice(self, seq: int, cmd: ev.CreateVoice) -> None:
         """A custom voice from a recording, on this thread (the model's only user): it runs on a
@@ -254,6 +286,7 @@ class InferenceWorker:
             self._finish_turn(cmd.turn_id, "turn", "cancelled", "", 0, len(audio), 0)
             return
         self._emit(ev.Status("thinking"))
+        self._user_text_to(conv, cmd.turn_id)
         stream = conv.respond_stream(audio, cmd.max_steps, cmd.early_stop, cancel=cancelled)
         t_last = time.perf_counter()
         for chunk in stream:
@@ -276,6 +309,7 @@ class InferenceWorker:
                                        "(too slow for real time): use push-to-talk or hands-free turns")
         cancelled = _Cancelled(self, seq)
         self.input.clear()
+        self._user_text_to(conv, cmd.turn_id)
         self._emit(ev.TurnStarted(cmd.turn_id, "duplex"))
         self._emit(ev.Status("duplex"))
         steps, pieces, end = 0, [], "stopped"
@@ -299,10 +333,18 @@ class InferenceWorker:
             steps += 1
             if steps % STATS_EVERY == 0:
                 self._emit_stats((time.perf_counter() - t0) * 1e3, len(self.input), conv)
+        if conv.user_transcript is not None:
+            conv.user_transcript.finish()  # the words still pending when the live session stops
         text = "".join(pieces).strip()
         self._finish_turn(cmd.turn_id, "duplex", end, text, steps, steps * FRAME_SIZE, steps * FRAME_SIZE)
 
     # --- helpers ----------------------------------------------------------------------------
+    def _user_text_to(self, conv, turn_id: int) -> None:
+        """The user's words of this turn (or live stretch) go out as `UserText` events."""
+        if conv.user_transcript is not None:
+            conv.user_transcript.on_line = lambda line: self._emit(
+                ev.UserText(turn_id, line.text, line.start, line.end, line.final))
+
     def _deliver(self, turn_id: int, pcm: np.ndarray, text: str | None) -> None:
         if self.audio_sink is not None:
             self.audio_sink(pcm)
@@ -331,7 +373,8 @@ def next_conversation(old, model, sampling, seed, cache, **options):
     from .conversation import Conversation
 
     wanted = sampling or SamplingConfig()
-    if old is not None and old.model is model and old.sampling == wanted:
+    if (old is not None and old.model is model and old.sampling == wanted
+            and old.transcriber is options.get("transcriber")):
         old.reseed(seed)
         if options.get("context") is not None:
             old.set_context_settings(options["context"])

@@ -261,3 +261,48 @@ def test_out_of_memory_leaves_the_worker_usable_and_names_a_choice(worker, monke
     monkeypatch.setattr(conv_module.Conversation, "start", real_start)
     worker.submit(ev.Respond(np.zeros(FRAME_SIZE * 2, np.float32), max_steps=3, early_stop=False, turn_id=9))
     assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 9).steps == 3
+
+
+def test_the_users_words_come_out_live_and_final(tiny_model_dir):
+    """Transcription on: the speech-to-text model rides in the frame; a turn's words arrive as a
+    growing line, then a final one with times; turning it off frees it and restarts the conversation."""
+    from ppx_desktop.engine.tiny import synthetic_voice
+
+    rec = Recorder()
+    w = InferenceWorker(rec)
+    w.start()
+    try:
+        w.submit(ev.LoadModel(model_dir=tiny_model_dir, device="cpu", transcription=True))
+        loaded = rec.wait_for(ev.ModelLoaded)
+        assert loaded.transcription == "float32" and w.transcriber is not None
+        w.submit(ev.StartConversation("NATF0", "", SamplingConfig.greedy(), 0))
+        rec.wait_for(ev.ConversationReady)
+        speech = np.concatenate([synthetic_voice(i, seconds=1.0) for i in range(2)])
+        w.submit(ev.Respond(speech, max_steps=12, early_stop=False, turn_id=4))
+        rec.wait_for(ev.TurnFinished)
+        lines = [e for e in rec.of(ev.UserText) if e.turn_id == 4]
+        assert lines and lines[-1].final and not lines[0].final and lines[-1].text
+        assert 0 <= lines[-1].start <= lines[-1].end <= (len(speech) / 24000 + 12 * 0.08)
+        w.submit(ev.SetTranscription(False))
+        assert rec.wait_for(ev.TranscriptionChanged).precision == ""
+        rec.wait_for(ev.ConversationReady)
+        assert w.transcriber is None and w.conversation.transcriber is None
+    finally:
+        assert w.shutdown(timeout=10.0)
+
+
+def test_transcription_without_the_model_says_why(tmp_path, tiny_model_dir):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model, ignore=shutil.ignore_patterns("stt"))
+    rec = Recorder()
+    w = InferenceWorker(rec)
+    w.start()
+    try:
+        w.submit(ev.LoadModel(model_dir=model, device="cpu", transcription=True))
+        notice = rec.wait_for(ev.Notice)
+        assert "not downloaded" in notice.message and "--with-transcription" in notice.message
+        assert rec.wait_for(ev.ModelLoaded).transcription == ""
+    finally:
+        assert w.shutdown(timeout=10.0)
