@@ -37,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context", type=int, default=None, help="temporal context in frames (default: the model's)")
     p.add_argument("--kv-slots", type=int, default=750,
                    help="--config layer: KV cache slots attention reads (750: the first minute; 3000: full)")
+    p.add_argument("--transcribe", action="store_true",
+                   help="with the speech-to-text model in the frame (the user's transcript; random weights of its "
+                        "released size for --config full)")
     p.add_argument("--memory", action="store_true",
                    help="measure the peak memory of a whole session against the memory planner")
     p.add_argument("--steps", type=int, default=20, help="timed frames (default 20)")
@@ -108,7 +111,8 @@ def measure(args) -> dict:
     run_prompts(gen, state, model.config.prompt, silence_frames=2)
     pcm = (0.1 * np.random.default_rng(0).standard_normal(FRAME_SIZE)).astype(np.float32)
 
-    eager = FrameStep(model, gen, capture="off")
+    transcriber = _transcriber(args, model, device, dtype)
+    eager = FrameStep(model, gen, capture="off", transcriber=transcriber)
     codec = eager.init_codec_state()
     eager(state, codec, pcm)  # the first frame after the prompts runs fewer depformer sub-steps
     trace = trace_bytes(eager, state, codec, pcm)  # one whole frame, its two host copies included
@@ -123,7 +127,7 @@ def measure(args) -> dict:
                 parts[name].append(t)
             whole.append(sum(times))
 
-    fs = FrameStep(model, gen, capture=args.capture)
+    fs = FrameStep(model, gen, capture=args.capture, transcriber=transcriber)
     codec = fs.init_codec_state()
     t0 = time.perf_counter()
     fs.warmup(state, codec)
@@ -141,6 +145,7 @@ def measure(args) -> dict:
         "device": torch.cuda.get_device_name(device) if cuda else f"cpu ({torch.get_num_threads()} threads)",
         "config": str(args.model_dir) if args.model_dir else (args.config or "small"),
         "dtype": str(dtype).removeprefix("torch."), "quant": args.quant, "capture": fs.capture,
+        "transcription": transcriber is not None,
         "steps": args.steps, "frame": frame, "ms_per_frame": frame["median_ms"],
         "eager_frame": _stats(whole), **{k: _stats(v) for k, v in parts.items()},
         "real_time_factor": frame["median_ms"] / FRAME_MS, "ops_per_frame": len(trace.kernels),
@@ -158,6 +163,20 @@ def measure(args) -> dict:
         result["bandwidth_gb_s"] = achieved / 1e9
         result["bandwidth_fraction"] = achieved / peak if peak else None
     return result
+
+
+def _transcriber(args, model, device, dtype):
+    """`--transcribe`: the speech-to-text model in the frame (the model folder's stt/, else random
+    weights of the configuration's size)."""
+    if not args.transcribe:
+        return None
+    from ..engine.opcount import random_stt, stt_config_like
+    from ..engine.stt_load import load_stt
+    from ..engine.transcriber import Transcriber
+
+    if args.model_dir is not None and (args.model_dir / "stt").is_dir():
+        return Transcriber(load_stt(args.model_dir / "stt", device=str(device), dtype=dtype, quant=args.quant))
+    return Transcriber(random_stt(stt_config_like(model.config), model.mimi, device, dtype, args.quant))
 
 
 def measure_layer(args) -> dict:

@@ -111,14 +111,14 @@ class LoadedModel:
 
 
 def check_device_memory(config: ModelConfig, device: torch.device, dtype: torch.dtype, quant: str,
-                        offload: OffloadPlan | None = None) -> None:
+                        offload: OffloadPlan | None = None, reserve: int = 0) -> None:
     """Raises ModelError if the GPU's free memory is below the memory plan, naming a precision or a
     context length that fits, or else how many layers to keep in host memory."""
     from .memory import plan_memory, precision_name
 
     if device.type != "cuda":
         return
-    free, _total = torch.cuda.mem_get_info(device)
+    free = torch.cuda.mem_get_info(device)[0] - reserve
     need = plan_memory(config, precision_name(dtype, quant)).total
     if offload is not None and offload.layers:  # those layers stay on the host; two staging sets do not
         need -= (len(offload.layers) - min(2, len(offload.layers))) * offload.layer_bytes
@@ -226,6 +226,10 @@ def check_host_memory(config: ModelConfig, dtype: torch.dtype, quant: str, sourc
                          "free: use --dtype bfloat16 (half of float32) or --quant int8, or a smaller model")
 
 
+def _free(device: torch.device, reserve: int) -> int:
+    return torch.cuda.mem_get_info(device)[0] - reserve
+
+
 def _fit_context(config: ModelConfig, dtype: torch.dtype, quant: str, free: int) -> ModelConfig:
     """The config with the longest context that fits `free` in this precision (unchanged if the
     full one fits, or if none from one minute up does: offloading takes over then)."""
@@ -265,7 +269,7 @@ def check_model_files(model_dir: Path) -> Path:
 
 def load_model(model_dir: str | Path, device: str | None = None, dtype: str | torch.dtype | None = None,
                *, quant: str = "none", check_memory: bool = True, offload_layers: int | None = 0,
-               context: int | None = None, max_context: int | None = None) -> LoadedModel:
+               context: int | None = None, max_context: int | None = None, reserve: int = 0) -> LoadedModel:
     """Loads a model directory; `quant` ("none", "int8", "int4") quantises the LM's linear layers
     tensor by tensor while loading (the full-precision LM never exists on the device); "auto"
     picks the best that fits the GPU's free memory (`choose_quant`), "none" on the CPU.
@@ -275,7 +279,8 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     `context` shortens the temporal context (frames of conversation in view) to save memory;
     `max_context` caps it (the app's setting, for models of any context). With `quant="auto"` on a
     GPU where even the smallest precision does not fit with the context asked for, the longest
-    context that fits is taken (before resorting to layers in host memory).
+    context that fits is taken (before resorting to layers in host memory). `reserve` bytes of the
+    GPU's free memory are left for something else (the speech-to-text model).
     """
     from ..assets.tokenizer import TextTokenizer
     from .config import ConfigError
@@ -292,10 +297,10 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     dev = resolve_device(device)
     lm_dtype = resolve_dtype(dtype, dev)
     if quant == "auto":
-        quant = "none" if dev.type != "cuda" else choose_quant(config, lm_dtype, torch.cuda.mem_get_info(dev)[0],
+        quant = "none" if dev.type != "cuda" else choose_quant(config, lm_dtype, _free(dev, reserve),
                                                                device_bandwidth(dev), "int4" in available_quants(dev))
         if dev.type == "cuda":
-            config = _fit_context(config, lm_dtype, quant, torch.cuda.mem_get_info(dev)[0])
+            config = _fit_context(config, lm_dtype, quant, _free(dev, reserve))
     try:
         check_quant(quant, dev)
     except QuantError as exc:
@@ -303,14 +308,14 @@ def load_model(model_dir: str | Path, device: str | None = None, dtype: str | to
     plan = None
     if offload_layers != 0 and dev.type == "cuda":
         try:
-            plan = plan_offload(config, torch.cuda.mem_get_info(dev)[0], lm_dtype, quant, layers=offload_layers)
+            plan = plan_offload(config, _free(dev, reserve), lm_dtype, quant, layers=offload_layers)
         except ValueError as exc:
             raise ModelError(str(exc)) from exc
     elif offload_layers:
         raise ModelError("--offload-layers keeps layers in host memory for a GPU: it needs --device cuda")
     if check_memory:  # before anything is built: an absurd config file is refused here
         if dev.type == "cuda":
-            check_device_memory(config, dev, lm_dtype, quant, plan)
+            check_device_memory(config, dev, lm_dtype, quant, plan, reserve)
         else:
             check_host_memory(config, lm_dtype, quant, source=f"the model in {model_dir}")
     tokenizer = TextTokenizer.load(model_dir / TEXT_TOKENIZER)

@@ -186,5 +186,46 @@ def peak_memory(device: torch.device) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def stt_config_like(config: ModelConfig):
+    """A speech-to-text configuration for benchmarks of `config`: the released 1B model for the
+    released LM, else the same layout at the LM's width (tiny and small benchmark models)."""
+    import dataclasses as dc
+
+    from .stt_config import released_stt_config
+
+    released = released_stt_config()
+    if config.lm.dim == ModelConfig().lm.dim:
+        return released
+    lm = dc.replace(released.lm, dim=config.lm.dim, num_heads=config.lm.num_heads, card=config.lm.card,
+                    text_card=min(released.lm.text_card, config.lm.text_card))
+    return dc.replace(released, lm=lm, mimi=config.mimi)
+
+
+def random_stt(stt_config, mimi, device: torch.device, dtype: torch.dtype, quant: str = "none", seed: int = 1):
+    """A LoadedSTT with random weights beside a model's `mimi` (benchmarks and traces; no tokenizer)."""
+    from pathlib import Path
+
+    from .quant import convert_for_quant, packing_for, quantizing_converter
+    from .stt import STTModel
+    from .stt_load import LoadedSTT
+
+    gen = torch.Generator().manual_seed(seed)
+    shapes = {k: t.shape for k, t in STTModel(stt_config.lm, device="meta", dtype=dtype).state_dict().items()}
+    model = STTModel(stt_config.lm, device="meta", dtype=dtype)
+    packing = packing_for(device)
+    convert = quantizing_converter(convert_for_quant(model, quant, packing), quant, dtype, packing)
+    loaded: dict[str, torch.Tensor] = {}
+    for key, shape in shapes.items():
+        if torch.device(device).type == "meta":
+            t = torch.empty(shape, device="meta")
+        elif key.endswith("alpha"):
+            t = torch.ones(shape)
+        else:
+            t = torch.empty(shape).uniform_(-shape[-1] ** -0.5, shape[-1] ** -0.5, generator=gen)
+        loaded.update(convert(key, t.to(device)))
+    model.load_state_dict(loaded, strict=True, assign=True)
+    return LoadedSTT(stt_config, mimi, model.eval(), None, Path("<random weights>"), torch.device(device), dtype)
+
+
 __all__ = ["OpCounter", "bytes_per_frame", "count_ops", "deep_narrow_config", "fill_random_", "peak_memory",
            "random_model", "small_config"]

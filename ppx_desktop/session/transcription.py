@@ -28,6 +28,15 @@ def find_stt_model(model_dir: Path | None) -> Path | None:
     return find_stt_dir()
 
 
+def transcription_reserve(model_dir: Path | None) -> int:
+    """GPU bytes to leave for the speech-to-text model when choosing PersonaPlex's precision: its
+    smallest (int4) figure, or 0 when it is not downloaded (or there is no GPU)."""
+    stt_dir = find_stt_model(model_dir)
+    if stt_dir is None or not torch.cuda.is_available():
+        return 0
+    return transcription_bytes(load_stt_config(stt_dir), "int4") + MARGIN
+
+
 def load_transcriber(model, model_dir: Path | None) -> tuple[Transcriber | None, str]:
     """(the transcriber, "") or (None, why not) for a loaded PersonaPlex `model`."""
     from ..engine.quant import available_quants

@@ -182,8 +182,18 @@ class InferenceWorker:
         else:
             model_dir = _downloaded_model_dir()
         self._emit(ev.Progress("load", 0, 1))
-        model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, offload_layers=cmd.offload_layers,
-                           max_context=cmd.context, **({"quant": cmd.quant} if cmd.quant else {}))
+        from ..engine.model import ModelError
+        from .transcription import transcription_reserve
+
+        kw = dict(device=cmd.device, dtype=cmd.dtype, offload_layers=cmd.offload_layers, max_context=cmd.context,
+                  **({"quant": cmd.quant} if cmd.quant else {}))
+        reserve = transcription_reserve(model_dir) if cmd.transcription else 0
+        try:  # the automatic precision leaves room for the speech-to-text model (int4, the least it needs)
+            model = load_model(model_dir, reserve=reserve, **kw)
+        except ModelError:
+            if not reserve:
+                raise
+            model = load_model(model_dir, **kw)  # PersonaPlex first; the transcript then says it does not fit
         self._emit(ev.Progress("load", 1, 1))
         self._emit(ev.Status("warming_up"))
         _warm_up(model)

@@ -68,3 +68,13 @@ def test_bench_full_refuses_what_ram_cannot_hold(capsys, monkeypatch):
     assert main(["bench", "--config", "full", "--device", "cpu", "--dtype", "float32"]) == 1
     err = capsys.readouterr().err
     assert "needs about 35" in err and "16.0 GiB is free" in err and "--dtype bfloat16" in err
+
+
+def test_bench_with_transcription_reports_its_cost(capsys):
+    assert main(["bench", "--config", "tiny", "--device", "cpu", "--steps", "3", "--json"]) == 0
+    without = json.loads(capsys.readouterr().out)
+    assert main(["bench", "--config", "tiny", "--device", "cpu", "--steps", "3", "--json", "--transcribe"]) == 0
+    with_stt = json.loads(capsys.readouterr().out)
+    assert with_stt["transcription"] and not without["transcription"]
+    assert with_stt["bytes_per_frame"] > without["bytes_per_frame"]
+    assert with_stt["ops_per_frame"] > without["ops_per_frame"]
