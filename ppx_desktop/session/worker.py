@@ -143,7 +143,8 @@ class InferenceWorker:
     def _handle(self, seq: int, command: object) -> None:
         name = type(command).__name__
         handler = {
-            ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
+            ev.LoadModel: self._load, ev.UseModel: self._use_model, ev.StartConversation: self._start_conversation,
+            ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
             ev.CreateVoice: self._create_voice,
         }.get(type(command))
@@ -163,13 +164,16 @@ class InferenceWorker:
             self.busy = False
 
     # --- commands ---------------------------------------------------------------------------
-    def _load(self, seq: int, cmd: ev.LoadModel) -> None:
-        from ..engine.model import load_model
-
+    def _release_model(self) -> None:
         self._drop_conversation()
         self.model = None
         _free_cuda_memory()
         self.cache.clear_memory()
+
+    def _load(self, seq: int, cmd: ev.LoadModel) -> None:
+        from ..engine.model import load_model
+
+        self._release_model()
         self._emit(ev.Status("loading", "demo model" if cmd.demo else str(cmd.model_dir or "")))
         if cmd.demo:
             model_dir = demo_model_dir(lambda d, t: self._emit(ev.Progress("load", d, t)))
@@ -181,12 +185,19 @@ class InferenceWorker:
         model = load_model(model_dir, device=cmd.device, dtype=cmd.dtype, offload_layers=cmd.offload_layers,
                            max_context=cmd.context, **({"quant": cmd.quant} if cmd.quant else {}))
         self._emit(ev.Progress("load", 1, 1))
+        self._install(model, str(model_dir), cmd.demo)
+
+    def _use_model(self, seq: int, cmd: ev.UseModel) -> None:
+        self._release_model()
+        self._install(cmd.model, str(cmd.model.model_dir), demo=False)
+
+    def _install(self, model, source: str, demo: bool) -> None:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
         streamer = model.lm.streamer
-        self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
-                                  tuple(model.available_voices()), cmd.demo,
+        self._emit(ev.ModelLoaded(source, str(model.device), str(model.dtype).replace("torch.", ""),
+                                  tuple(model.available_voices()), demo,
                                   len(streamer.plan.layers) if streamer is not None else 0, model.quant))
         self._emit(ev.Status("ready"))
 
