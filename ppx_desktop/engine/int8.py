@@ -17,9 +17,15 @@ per output channel).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 QMAX = 127
+# With bfloat16 activations the CPU kernel reads K in blocks of 16 (torch 2.13): for other widths it
+# reads past the end of each row of x and of the weight, and whatever memory follows leaks into
+# the output (NaN at worst). Such layers store zero-padded codes and pad their input: tiny test
+# widths only (the released layers are multiples of 64).
+K_BLOCK = 16
 _CHUNK_ELEMENTS = 1 << 24  # weights quantised at a time: 64 MB per float32 temporary while loading
 
 
@@ -47,6 +53,10 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale.float()[:, None]
 
 
+def padded_features(in_features: int) -> int:
+    return -(-in_features // K_BLOCK) * K_BLOCK
+
+
 def int8_compatible(out_features: int, in_features: int) -> bool:
     """Shapes the kernel handles safely. The CPU kernel crashed (segfault, torch 2.13) on shapes
     where neither dimension is a multiple of 8; every layer of our models has both multiples of 8."""
@@ -54,7 +64,8 @@ def int8_compatible(out_features: int, in_features: int) -> bool:
 
 
 class WeightOnlyInt8Linear(nn.Module):
-    """Bias-free linear layer with int8 weight `weight` `[steps * N, K]` and per-row `scales`.
+    """Bias-free linear layer with int8 weight `weight` `[steps * N, Kp]` and per-row `scales`
+    (Kp: K padded to a multiple of `K_BLOCK` with zero codes; K itself at every released width).
 
     Args:
         in_features, out_features: the float layer's shape of one step.
@@ -68,14 +79,17 @@ class WeightOnlyInt8Linear(nn.Module):
         if not int8_compatible(out_features, in_features):
             raise ValueError(f"int8 kernel needs both dimensions multiples of 8, got {out_features}x{in_features}")
         self.in_features, self.out_features, self.steps = in_features, out_features, steps
+        self.padded = padded_features(in_features)
         rows = max(steps, 1) * out_features
-        self.register_buffer("weight", torch.empty(rows, in_features, dtype=torch.int8, device=device))
+        self.register_buffer("weight", torch.empty(rows, self.padded, dtype=torch.int8, device=device))
         self.register_buffer("scales", torch.empty(rows, dtype=dtype or torch.float32, device=device))
 
     @classmethod
     def quantize(cls, w: torch.Tensor, steps: int, dtype: torch.dtype) -> dict[str, torch.Tensor]:
         """The module's buffers for float weight `w` `[steps * N, K]` (rows are independent)."""
         q, scales = quantize_int8(w, dtype)
+        if q.shape[1] % K_BLOCK:
+            q = F.pad(q, (0, padded_features(q.shape[1]) - q.shape[1]))
         return {"weight": q, "scales": scales}
 
     def forward(self, x: torch.Tensor, step: int | None = None) -> torch.Tensor:
@@ -83,7 +97,10 @@ class WeightOnlyInt8Linear(nn.Module):
         if self.steps:
             n = self.out_features
             w, s = w[step * n:(step + 1) * n], s[step * n:(step + 1) * n]
-        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features), w, s)
+        x2 = x.reshape(-1, self.in_features)
+        if self.padded > self.in_features:
+            x2 = F.pad(x2, (0, self.padded - self.in_features))
+        y = torch._weight_int8pack_mm(x2, w, s)
         return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

@@ -31,6 +31,14 @@ class LoadModel:
     transcription: bool = False  # the user's words by the speech-to-text model (if downloaded and it fits)
 
 
+@dataclass(frozen=True, eq=False)
+class UseModel:
+    """Adopts a model already built in this process (an `engine.model.LoadedModel`), as LoadModel
+    would have loaded it: e.g. the released size with random weights for a GPU acceptance run."""
+
+    model: object
+
+
 @dataclass(frozen=True)
 class StartConversation:
     """A new conversation with this voice (preset name or file) and persona prompt."""

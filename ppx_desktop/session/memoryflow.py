@@ -58,10 +58,13 @@ def _voice(name: str, seconds: float, seed: int) -> VoicePrompt:
 
 
 def run_memory_flow(config, device: torch.device, dtype: torch.dtype, quant: str = "none", *,
-                    frames: int = 20, voice_seconds: float = 2.0, custom_voice_seconds: float = 10.0
-                    ) -> MemoryReport:
+                    frames: int = 20, voice_seconds: float = 2.0, custom_voice_seconds: float = 10.0,
+                    graphs=None) -> MemoryReport:
     """Load, first conversation (with warm-up and capture), `frames` frames, a second conversation,
-    a custom voice of `custom_voice_seconds`: the measured peak and the plan."""
+    a custom voice of `custom_voice_seconds`: the measured peak and the plan.
+
+    `graphs`: the graph backend (default: the eager stand-in, its pool counted by the tracker; on a
+    GPU, `graphs.CudaGraphs` captures real graphs, whose memory `torch.cuda` statistics then show)."""
     device = torch.device(device)
     tracker = LiveBytes(device.type)
     silence = np.zeros(FRAME_SIZE, np.float32)
@@ -70,7 +73,7 @@ def run_memory_flow(config, device: torch.device, dtype: torch.dtype, quant: str
         tracker.mark("load")
         cache = PromptStateCache(folder=None)
         conv = next_conversation(None, model, SamplingConfig(), 0, cache, capture="cuda-graph",
-                                 graphs=EagerGraphs(tracker))
+                                 graphs=graphs if graphs is not None else EagerGraphs(tracker))
         conv.start(_voice("voice A", voice_seconds, 1), "")
         tracker.mark("first conversation: prompts, warm-up and capture")
         for _ in range(frames):

@@ -147,7 +147,8 @@ class InferenceWorker:
     def _handle(self, seq: int, command: object) -> None:
         name = type(command).__name__
         handler = {
-            ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
+            ev.LoadModel: self._load, ev.UseModel: self._use_model, ev.StartConversation: self._start_conversation,
+            ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
             ev.CreateVoice: self._create_voice, ev.SetTranscription: self._transcription,
         }.get(type(command))
@@ -167,13 +168,17 @@ class InferenceWorker:
             self.busy = False
 
     # --- commands ---------------------------------------------------------------------------
-    def _load(self, seq: int, cmd: ev.LoadModel) -> None:
-        from ..engine.model import load_model
-
+    def _release_model(self) -> None:
         self._drop_conversation()
+        self.transcriber, self.transcription = None, ""
         self.model = None
         _free_cuda_memory()
         self.cache.clear_memory()
+
+    def _load(self, seq: int, cmd: ev.LoadModel) -> None:
+        from ..engine.model import load_model
+
+        self._release_model()
         self._emit(ev.Status("loading", "demo model" if cmd.demo else str(cmd.model_dir or "")))
         if cmd.demo:
             model_dir = demo_model_dir(lambda d, t: self._emit(ev.Progress("load", d, t)))
@@ -195,17 +200,24 @@ class InferenceWorker:
                 raise
             model = load_model(model_dir, **kw)  # PersonaPlex first; the transcript then says it does not fit
         self._emit(ev.Progress("load", 1, 1))
+        self._install(model, str(model_dir), cmd.demo, cmd.transcription)
+
+    def _use_model(self, seq: int, cmd: ev.UseModel) -> None:
+        self._release_model()
+        self._install(cmd.model, str(cmd.model.model_dir), demo=False)
+
+    def _install(self, model, source: str, demo: bool, transcription: bool = False) -> None:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
         streamer = model.lm.streamer
         from ..assets.voices import usable_voices
 
-        voices = usable_voices(model_dir)
-        self.model_dir = model_dir
-        self._set_transcriber(cmd.transcription)
-        self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
-                                  tuple(v.id for v in voices), cmd.demo,
+        voices = usable_voices(Path(model.model_dir))
+        self.model_dir = Path(model.model_dir)
+        self._set_transcriber(transcription)
+        self._emit(ev.ModelLoaded(source, str(model.device), str(model.dtype).replace("torch.", ""),
+                                  tuple(v.id for v in voices), demo,
                                   len(streamer.plan.layers) if streamer is not None else 0, model.quant,
                                   tuple(v.id for v in voices if v.custom), self.transcription))
         self._emit(ev.Status("ready"))

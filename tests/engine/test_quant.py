@@ -73,6 +73,19 @@ def test_int8_quantises_against_the_stored_scale(dtype):
     assert ((dequantize_int8(q, scale) - w).abs() <= scale.float()[:, None] / 2 + 1e-6).all()
 
 
+def test_int8_layers_of_widths_off_the_kernels_block_read_nothing_past_their_rows():
+    """The CPU kernel with bfloat16 activations reads K in blocks of 16: the tiny models' depformer
+    FFN (K = 88) read past each row into the memory behind it (NaN here). Padded, it reads none."""
+    w = torch.randn(32, 88)
+    m = WeightOnlyInt8Linear(88, 32, dtype=torch.bfloat16)
+    m.load_state_dict(WeightOnlyInt8Linear.quantize(w, 0, torch.bfloat16), assign=True)
+    assert m.weight.shape == (32, 96) and not m.weight[:, 88:].any()
+    behind = torch.full((88 + 64,), float("nan"), dtype=torch.bfloat16)
+    x = behind[:88].copy_(torch.randn(88)).view(1, 1, 88)
+    ref = x.float().view(1, 88) @ dequantize_int8(m.weight[:, :88], m.scales).T
+    torch.testing.assert_close(m(x).float().view(1, 32), ref, rtol=2e-2, atol=2e-2)
+
+
 def test_int8_module_equals_its_dequantised_weight():
     w = torch.randn(48, 64)
     m = WeightOnlyInt8Linear(64, 48, dtype=torch.float32)

@@ -203,6 +203,25 @@ def test_errors_are_events_and_the_thread_survives(tiny_model_dir, tmp_path):
         assert w.shutdown(timeout=5.0)
 
 
+def test_an_adopted_model_replaces_the_loaded_one(worker, tiny_model_dir):
+    """UseModel takes a model built elsewhere in the process (the GPU acceptance run's random
+    released-size model) exactly as LoadModel would have loaded it."""
+    from ppx_desktop.engine.model import load_model
+
+    model = load_model(tiny_model_dir, device="cpu")
+    worker.submit(ev.UseModel(model))
+    loaded = worker.rec.wait_for(ev.ModelLoaded)
+    assert worker.model is model and worker.conversation is None  # the old conversation is gone
+    assert (loaded.model_dir, loaded.device, loaded.quant) == (str(tiny_model_dir), "cpu", "none")
+    assert set(loaded.voices) >= {"NATF0", "NATM0"}
+    assert [e.state for e in worker.rec.of(ev.Status)][-2:] == ["warming_up", "ready"]
+    worker.submit(ev.StartConversation("NATM0", "", SamplingConfig.greedy(), 0))
+    worker.rec.wait_for(ev.ConversationReady, where=lambda e: e.voice == "NATM0")
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE * 2, np.float32), max_steps=4, early_stop=False, turn_id=5))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 5).steps == 4
+    assert worker.conversation.model is model
+
+
 # --- conversation switching, voices and memory (issue 14) -------------------------------------
 
 
