@@ -37,3 +37,16 @@ def test_transcript_needs_transcription(tiny_model_dir, tmp_path, capsys):
                  "--output-wav", str(tmp_path / "a.wav"), "--output-transcript", str(tmp_path / "T.json")]) == 1
     assert "needs --transcribe-user" in capsys.readouterr().err
     assert not (tmp_path / "a.wav").exists()
+
+
+def test_offline_writes_both_speakers_and_keeps_the_reference_text(tiny_model_dir, tmp_path):
+    wav = tmp_path / "in.wav"
+    sf.write(wav, np.concatenate([synthetic_voice(i, 1.2) for i in range(2)]), 24000)
+    text, transcript = tmp_path / "out.json", tmp_path / "T.json"
+    assert main(["offline", "--model-dir", str(tiny_model_dir), "--voice", "NATF0", "--input-wav", str(wav),
+                 "--output-wav", str(tmp_path / "out.wav"), "--output-text", str(text), "--transcribe-user",
+                 "--output-transcript", str(transcript), "--device", "cpu", "--greedy"]) == 0
+    assert isinstance(json.loads(text.read_text()), list)  # the reference's per-frame list, unchanged
+    entries = json.loads(transcript.read_text())
+    assert {e["speaker"] for e in entries} == {"user", "agent"}
+    assert [e["start"] for e in entries] == sorted(e["start"] for e in entries)
