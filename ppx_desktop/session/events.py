@@ -72,8 +72,9 @@ class Shutdown:
 
 # --- events -----------------------------------------------------------------------------------
 
-STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "speaking", "duplex", "idle", "stopped",
-          "error")
+# "buffering": an answer is being generated but held back until it can play without a gap.
+STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "buffering", "speaking", "duplex", "idle",
+          "stopped", "error")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class StepStats:
     underruns: int
     context_used: int
     context_size: int
+    wait_s: float = 0.0  # turn-based: how long the last answer took to start playing after the turn began
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 from ..engine.config import FRAME_RATE, FRAME_SIZE
 from . import events as ev
 from .duplex import FrameQueue
+from .preroll import PreRoll, StepTimes
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class InferenceWorker:
         self._seq = 0
         self._cancel_seq = 0
         self._stopping = False
+        self.clock: tp.Callable[[], float] = time.perf_counter  # replaceable: tests run a manual clock
+        self.step_times = StepTimes()  # this model's recent frame times, for the answers' pre-roll
         self.thread = threading.Thread(target=self._run, name="ppx-inference", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
@@ -182,6 +185,7 @@ class InferenceWorker:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
+        self.step_times = StepTimes()  # a new model or device has its own pace
         streamer = model.lm.streamer
         self._emit(ev.ModelLoaded(str(model_dir), str(model.device), str(model.dtype).replace("torch.", ""),
                                   tuple(model.available_voices()), cmd.demo,
@@ -223,16 +227,49 @@ class InferenceWorker:
             return
         self._emit(ev.Status("thinking"))
         stream = conv.respond_stream(audio, cmd.max_steps, cmd.early_stop, cancel=cancelled)
-        t_last = time.perf_counter()
-        for chunk in stream:
-            if chunk.step == 0:
+        clock = self.clock
+        t_start = t_last = clock()
+        user_frames = -(-len(audio) // FRAME_SIZE)
+        played: list[str] = []
+        waited: list[float] = []
+        step_ms = [0.0]
+        frames_played = [0]
+
+        def play(pcm, text) -> None:
+            if cancelled.is_set():  # Stop pressed while held frames were being handed on
+                return
+            if not waited:
+                waited.append(clock() - t_start)
                 self._emit(ev.Status("speaking"))
-            self._deliver(cmd.turn_id, chunk.pcm, chunk.text)
-            now = time.perf_counter()
-            if chunk.step % STATS_EVERY == 0:
-                self._emit_stats((now - t_last) * 1e3, 0, conv)
-            t_last = now
+                self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0])
+            self._deliver(cmd.turn_id, pcm, text)
+            frames_played[0] += 1
+            if text:
+                played.append(text)
+
+        # On a GPU slower than real time the answer waits until the rest will arrive in time.
+        gate = PreRoll(play, cmd.max_steps, self.step_times)
+        for chunk in stream:
+            now = clock()
+            if chunk.step == 0:  # the user's frames and this one ran since the start: their pace
+                step = (now - t_start) / (user_frames + 1)
+                self.step_times.add(step, user_frames + 1)
+            else:
+                step = now - t_last
+                self.step_times.add(step)
+            t_last, step_ms[0] = now, step * 1e3
+            if not gate.push(chunk.pcm, chunk.text) and chunk.step == 0:
+                self._emit(ev.Status("buffering", "preparing the answer"))
+            if chunk.step and chunk.step % STATS_EVERY == 0:
+                self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0] if waited else 0.0)
         r = stream.result
+        if r.end != "cancelled":
+            gate.flush()
+        if r.end == "cancelled" or cancelled.is_set():
+            gate.drop()  # what was not played yet is never played, nor shown
+            self._finish_turn(cmd.turn_id, "turn", "cancelled", "".join(played).strip(), r.steps, len(audio),
+                              frames_played[0] * FRAME_SIZE)
+            return
         self._finish_turn(cmd.turn_id, "turn", r.end, r.text, r.steps, len(audio), r.steps * FRAME_SIZE)
 
     def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
@@ -283,9 +320,10 @@ class InferenceWorker:
         self._emit(ev.TurnFinished(turn_id, mode, end, text, steps, user_samples / rate, agent_samples / rate))
         self._emit(ev.Status("idle"))
 
-    def _emit_stats(self, step_ms: float, lag: int, conv) -> None:
+    def _emit_stats(self, step_ms: float, lag: int, conv, wait_s: float = 0.0) -> None:
         self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
-                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size))
+                                self.underruns() if self.underruns else 0, conv.context_used, conv.context_size,
+                                wait_s))
 
 
 class _UserFacing(Exception):

@@ -75,7 +75,8 @@ def test_turn_streams_text_and_audio_and_model_runs_only_on_the_worker_thread(wo
     assert len(audio) == 10 and len(worker.played) == 10
     np.testing.assert_array_equal(np.concatenate(worker.played), np.concatenate([e.pcm for e in audio]))
     assert "".join(e.text for e in worker.rec.of(ev.AgentText)).strip() == done.text
-    states = [e.state for e in worker.rec.of(ev.Status)]
+    # "buffering" comes between when this (loaded) machine runs the tiny model slower than real time.
+    states = [e.state for e in worker.rec.of(ev.Status) if e.state != "buffering"]
     assert states[-3:] == ["thinking", "speaking", "idle"]
     stats = worker.rec.of(ev.StepStats)[-1]
     assert stats.context_size == 256 and 0 < stats.context_used <= 256 and stats.step_ms > 0
