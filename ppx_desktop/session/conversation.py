@@ -102,6 +102,17 @@ class Diagnostics:
 
 
 @dataclass
+class Suspended:
+    """A conversation's place, kept by `Conversation.suspend`."""
+
+    state: PromptState
+    codec: tp.Any  # the frame step's CodecState snapshot
+    start: PromptState | None
+    voice_name: str | None
+    prompt: str
+
+
+@dataclass
 class TurnResult:
     pcm: np.ndarray  # the agent's answer, 24 kHz float32
     text: str
@@ -245,6 +256,18 @@ class Conversation:
     @property
     def started(self) -> bool:
         return self._start_snapshot is not None
+
+    def suspend(self) -> Suspended:
+        """Everything needed to come back to this point after using the conversation for
+        something else (a voice preview): the used part of the state, the codec, the prompts."""
+        return Suspended(PromptState.capture(self.state), self.codec.snapshot(), self._start_snapshot,
+                         self.voice_name, self.prompt)
+
+    def resume(self, saved: Suspended) -> None:
+        saved.state.apply(self.state)
+        self.codec.restore(saved.codec)
+        self._start_snapshot, self.voice_name, self.prompt = saved.start, saved.voice_name, saved.prompt
+        self._prev_text_probs = None
 
     # --- context ----------------------------------------------------------------------------
     @property

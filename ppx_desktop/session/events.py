@@ -61,6 +61,16 @@ class StopDuplex:
 
 
 @dataclass(frozen=True)
+class PreviewVoice:
+    """A few seconds of the agent greeting in `voice` (with this persona), to hear before choosing;
+    the conversation carries on afterwards exactly where it was."""
+
+    voice: str
+    prompt: str = ""
+    max_steps: int = 60
+
+
+@dataclass(frozen=True)
 class Reset:
     """A fresh conversation with the current voice and prompt (restores the post-prompt state)."""
 
@@ -73,8 +83,8 @@ class Shutdown:
 # --- events -----------------------------------------------------------------------------------
 
 # "buffering": an answer is being generated but held back until it can play without a gap.
-STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "buffering", "speaking", "duplex", "idle",
-          "stopped", "error")
+STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "buffering", "speaking", "duplex",
+          "previewing", "idle", "stopped", "error")
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,12 @@ class TurnStarted:
 class AgentAudio:
     turn_id: int
     pcm: np.ndarray  # [1920] float32
+
+
+@dataclass(frozen=True, eq=False)
+class VoicePreview:
+    voice: str
+    pcm: np.ndarray  # 24 kHz float32, the whole sample
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,7 @@ class InferenceWorker:
         handler = {
             ev.LoadModel: self._load, ev.StartConversation: self._start_conversation, ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
+            ev.PreviewVoice: self._preview,
         }.get(type(command))
         if handler is None:
             self._emit(ev.ErrorEvent(f"unknown command {name}", "internal", name))
@@ -215,6 +216,22 @@ class InferenceWorker:
         conv = self._require_conversation()
         conv.reset()
         self._emit_stats(0.0, 0, conv)
+        self._emit(ev.Status("idle"))
+
+    def _preview(self, seq: int, cmd: ev.PreviewVoice) -> None:
+        conv = self._require_conversation()
+        cancelled = _Cancelled(self, seq)
+        self._emit(ev.Status("previewing", f"voice {cmd.voice}"))
+        saved = conv.suspend()
+        try:
+            conv.start(cmd.voice, cmd.prompt)
+            # Half a second of the user saying nothing: the agent greets, as at a call's start.
+            stream = conv.respond_stream(np.zeros(6 * FRAME_SIZE, np.float32), cmd.max_steps, True, cancel=cancelled)
+            pcm = [chunk.pcm for chunk in stream]
+        finally:
+            conv.resume(saved)
+        if not cancelled.is_set() and pcm:
+            self._emit(ev.VoicePreview(cmd.voice, np.concatenate(pcm)))
         self._emit(ev.Status("idle"))
 
     def _respond(self, seq: int, cmd: ev.Respond) -> None:

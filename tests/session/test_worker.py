@@ -187,3 +187,28 @@ def test_errors_are_events_and_the_thread_survives(tiny_model_dir, tmp_path):
         assert rec.wait_for(ev.ConversationReady).voice == "NATM0"
     finally:
         assert w.shutdown(timeout=5.0)
+
+
+def test_voice_preview_plays_a_sample_and_the_conversation_carries_on_unchanged(worker):
+    # Greedy sampling: the same turns from the same state give the same answer, bit for bit.
+    speech = 0.1 * np.sin(np.arange(FRAME_SIZE * 6) / 7.0).astype(np.float32)
+
+    def two_turns(preview_between: bool) -> list[np.ndarray]:
+        worker.submit(ev.Reset())
+        worker.submit(ev.Respond(speech, max_steps=6, early_stop=False, turn_id=1))
+        worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 1)
+        if preview_between:
+            worker.submit(ev.PreviewVoice("NATM0", "You greet people.", max_steps=8))
+            sample = worker.rec.wait_for(ev.VoicePreview)
+            assert sample.voice == "NATM0" and 0 < len(sample.pcm) <= 8 * FRAME_SIZE
+        start = len(worker.played)
+        worker.submit(ev.Respond(speech, max_steps=6, early_stop=False, turn_id=2))
+        worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 2)
+        return worker.played[start:]
+
+    plain = two_turns(False)
+    with_preview = two_turns(True)
+    assert len(plain) == len(with_preview) == 6
+    np.testing.assert_array_equal(np.concatenate(plain), np.concatenate(with_preview))
+    assert worker.conversation.voice_name == "NATF0"  # back to the conversation's own voice
+    assert "previewing" in [e.state for e in worker.rec.of(ev.Status)]
