@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 from dataclasses import dataclass
 
@@ -34,11 +35,13 @@ class Key(str, enum.Enum):
     VOICE = "conversation/voice"
     PROMPT_PRESET = "conversation/prompt_preset"
     PROMPT_TEXT = "conversation/prompt_text"
+    PROMPT_FIELDS = "conversation/prompt_fields"
     MAX_STEPS = "conversation/max_steps"
     EARLY_STOP = "conversation/early_stop"
     INPUT_DEVICE = "audio/input_device"
     OUTPUT_DEVICE = "audio/output_device"
     ECHO = "audio/echo"
+    VOLUME = "audio/volume"
     VAD_THRESHOLD = "audio/vad_threshold"
     VAD_END_SILENCE = "audio/vad_end_silence_s"
     TEMP_TEXT = "sampling/temp_text"
@@ -51,6 +54,7 @@ class Key(str, enum.Enum):
     QUANT = "engine/quant"
     OFFLOAD = "engine/offload"
     MODEL_DIR = "engine/model_dir"
+    USE_DEMO = "engine/use_demo"
     GEOMETRY = "window/geometry"
 
 
@@ -60,11 +64,13 @@ class AppSettings:
     voice: str = "NATF2"
     prompt_preset: str = "assistant"
     prompt_text: str = ""
+    prompt_fields: str = ""  # JSON object: the preset's field values the text was made from
     max_steps: int = DEFAULT_STEPS
     early_stop: bool = True
     input_device: str = ""  # "" = the system default device
     output_device: str = ""
     echo: str = "aec3"
+    volume: float = 1.0  # output volume, 0..1
     vad_threshold: float = 0.5
     vad_end_silence_s: float = 1.5
     temp_text: float = 0.7
@@ -77,6 +83,7 @@ class AppSettings:
     quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_quant)
     offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
     model_dir: str = ""
+    use_demo: bool = False  # the first-run choice of the demo model, kept until a real model is chosen
     geometry: bytes = b""
 
 
@@ -118,6 +125,13 @@ def _bool(value):
     raise ValueError(value)
 
 
+def _json_object(value):
+    text = str(value)
+    if text and not isinstance(json.loads(text), dict):
+        raise ValueError(value)
+    return text
+
+
 def _bytes(value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
@@ -131,11 +145,13 @@ _FIELDS = {
     "voice": (Key.VOICE, str),
     "prompt_preset": (Key.PROMPT_PRESET, str),
     "prompt_text": (Key.PROMPT_TEXT, str),
+    "prompt_fields": (Key.PROMPT_FIELDS, _json_object),
     "max_steps": (Key.MAX_STEPS, _int_range(MIN_STEPS, MAX_STEPS)),
     "early_stop": (Key.EARLY_STOP, _bool),
     "input_device": (Key.INPUT_DEVICE, str),
     "output_device": (Key.OUTPUT_DEVICE, str),
     "echo": (Key.ECHO, _choice(ECHO_MODES)),
+    "volume": (Key.VOLUME, _float_range(0.0, 1.0)),
     "vad_threshold": (Key.VAD_THRESHOLD, _float_range(0.0, 1.0)),
     "vad_end_silence_s": (Key.VAD_END_SILENCE, _float_range(0.2, 5.0)),
     "temp_text": (Key.TEMP_TEXT, _float_range(0.0, 2.0)),
@@ -148,6 +164,7 @@ _FIELDS = {
     "quant": (Key.QUANT, _choice(QUANTS)),
     "offload": (Key.OFFLOAD, _choice(OFFLOADS)),
     "model_dir": (Key.MODEL_DIR, str),
+    "use_demo": (Key.USE_DEMO, _bool),
     "geometry": (Key.GEOMETRY, _bytes),
 }
 
@@ -173,6 +190,15 @@ def save_settings(settings: AppSettings, store: QSettings | None = None) -> None
         key, _ = _FIELDS[field.name]
         store.setValue(key.value, getattr(settings, field.name))
     store.sync()
+
+
+def prompt_fields(settings: AppSettings) -> dict[str, str]:
+    """The saved field values of the persona preset ({} when none were saved)."""
+    try:
+        data = json.loads(settings.prompt_fields) if settings.prompt_fields else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def step_seconds(steps: int) -> float:

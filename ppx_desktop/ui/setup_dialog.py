@@ -4,6 +4,10 @@ existing folder, or try the tiny demo model.
 The download runs `assets.hub.download_model` on a plain thread; its progress callback emits a
 Qt signal (queued to the GUI thread). Cancelling sets the hub's cancel Event; the partial files
 are kept, so "Resume" continues where it stopped. Errors are shown as the hub words them.
+
+The memory figures come from the engine's estimate (`model_memory_gb`), never typed in; on a
+machine the GPU check says cannot run the model, Download is not the default button (the demo
+is) and the dialog says why.
 """
 
 from __future__ import annotations
@@ -45,6 +49,34 @@ def _human_time(seconds: float | None) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def model_memory_gb() -> dict[str, float]:
+    """GPU memory the released model needs per precision, in GB: the engine's own estimate (the
+    same function `ppx-desktop status` and the GPU check rest on)."""
+    import torch
+
+    from ..engine.config import ModelConfig
+    from ..engine.quant import estimate_memory
+
+    config = ModelConfig()
+    return {"bfloat16": estimate_memory(config, torch.bfloat16, "none") / 1e9,
+            "int8": estimate_memory(config, torch.bfloat16, "int8") / 1e9}
+
+
+def intro_text(memory: dict[str, float], gpu_mode: str | None, gpu_summary: str = "") -> str:
+    text = ("<b>No PersonaPlex model was found on this computer.</b><br>"
+            f"Download it (about 17 GB; the GPU needs about {memory['bfloat16']:.1f} GB of free memory, "
+            f"or {memory['int8']:.1f} GB with int8 weights), use a folder that already holds it, or try the app "
+            "on a tiny demo model first.")
+    if gpu_mode == "demo":
+        text += ("<br><br><b>This computer cannot run the real model</b>"
+                 + (f": {gpu_summary}" if gpu_summary else ".")
+                 + " The demo model shows how the app works; the download is still possible, for later.")
+    elif gpu_mode == "turn-based":
+        text += ("<br><br>This GPU has too little free memory for live conversation: the real model will run "
+                 "turn-based only, slower than real time.")
+    return text
+
+
 def missing_model_files(folder: Path) -> list[str]:
     """The model files a chosen folder lacks (the loader reports anything subtler)."""
     names = [LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER]
@@ -55,12 +87,18 @@ def missing_model_files(folder: Path) -> list[str]:
 
 
 class SetupDialog(QDialog):
-    """Accepted with `choice` = "download" | "folder" | "demo" and `model_dir` set (None for demo)."""
+    """Accepted with `choice` = "download" | "folder" | "demo" and `model_dir` set (None for demo).
+
+    Args:
+        gpu_mode: the GPU check's verdict ("bf16", "int8", "turn-based", "demo"; None: unknown).
+        gpu_summary: its first line, quoted when the model cannot run here.
+    """
 
     _progress = Signal(int, int, float, object)
     _finished = Signal(object, object)  # result, error
 
-    def __init__(self, parent=None, repo: str = hub.DEFAULT_REPO) -> None:
+    def __init__(self, parent=None, repo: str = hub.DEFAULT_REPO, gpu_mode: str | None = None,
+                 gpu_summary: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("Set up PersonaPlex")
         self.setMinimumWidth(560)
@@ -70,9 +108,9 @@ class SetupDialog(QDialog):
         self._cancel: threading.Event | None = None
         self._thread: threading.Thread | None = None
         layout = QVBoxLayout(self)
-        intro = QLabel("<b>No PersonaPlex model was found on this computer.</b><br>"
-                       "Download it (about 17 GB, needs a GPU with about 20 GB of memory), use a folder "
-                       "that already holds it, or try the app on a tiny demo model first.")
+        self.gpu_mode = gpu_mode
+        self.intro = intro = QLabel(intro_text(model_memory_gb(), gpu_mode, gpu_summary))
+        intro.setObjectName("setupIntro")
         intro.setWordWrap(True)
         layout.addWidget(intro)
 
@@ -103,7 +141,6 @@ class SetupDialog(QDialog):
         row = QHBoxLayout()
         self.download_button = QPushButton("Download")
         self.download_button.setObjectName("downloadButton")
-        self.download_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setEnabled(False)
         row.addWidget(self.download_button)
@@ -130,6 +167,11 @@ class SetupDialog(QDialog):
         other.addStretch(1)
         other.addWidget(self.quit_button)
         layout.addLayout(other)
+        # Enter does what this machine can use: the demo where the real model cannot run.
+        default = self.demo_button if gpu_mode == "demo" else self.download_button
+        for button in (self.download_button, self.demo_button):
+            button.setAutoDefault(button is default)
+        default.setDefault(True)
 
         self.download_button.clicked.connect(self.start_download)
         self.cancel_button.clicked.connect(self.cancel_download)

@@ -84,19 +84,56 @@ def test_mode_selector(qtbot):
 def test_meters_warn_only_after_sustained_slowness(qtbot):
     meters = Meters()
     qtbot.addWidget(meters)
-    meters.set_levels(-30.0, float("nan"))
+    meters.set_levels(-30.0, float("nan"), now=0.0)
     assert meters.mic.value() == 500 and meters.out.value() == 0
     for _ in range(SLOW_READINGS - 1):
-        meters.set_stats(120.0, 1.5, 4, 1000, 3000, duplex=True)
+        meters.set_stats(120.0, 1.5, 3, 1000, 3000, duplex=True)
     meters.set_stats(20.0, 0.25, 0, 1010, 3000, duplex=True)  # one fast reading resets the count
     assert not meters.too_slow
     with qtbot.waitSignal(meters.too_slow_changed) as blocker:
         for _ in range(SLOW_READINGS):
-            meters.set_stats(120.0, 1.5, 4, 1020, 3000, duplex=True)
+            meters.set_stats(120.0, 1.5, 3, 1020, 3000, duplex=True)
     assert blocker.args == [True] and meters.too_slow and not meters.warning.isHidden()
-    assert meters.context.value() == 1020 and "lag 320 ms" in meters.stats.text()
-    meters.reset_speed_warning()
+    assert meters.context.value() == 1020 and "GPU" in meters.warning.text()
+    meters.reset_speed_warning()  # the live session stopped
     assert meters.warning.isHidden()
+
+
+def test_meters_say_how_late_and_how_much_is_skipped_at_every_speed(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    # Live duplex keeping up: the readout is the queue plus one step.
+    meters.set_stats(40.0, 0.5, 1, 10, 3000, duplex=True, dropped_input=0)
+    meters.set_stats(40.0, 0.5, 1, 13, 3000, duplex=True, dropped_input=0)
+    assert meters.stats.text() == "step 40 ms · RTF 0.50 · the agent hears you 120 ms late"
+    # 1.5x too slow: the queue is full (240 ms) and the readout says how much audio is skipped,
+    # which grows with the real-time factor (it stayed "lag 240 ms" whatever the speed).
+    meters.set_stats(120.0, 1.5, 3, 16, 3000, duplex=True, dropped_input=2)
+    assert meters.stats.text().endswith("360 ms late, skipping 40% of your audio")
+    meters.set_stats(240.0, 3.0, 3, 19, 3000, duplex=True, dropped_input=8)
+    assert meters.stats.text().endswith("480 ms late, skipping 67% of your audio")
+    # Turn-based: how long the answer took to start.
+    meters.set_stats(136.0, 1.7, 0, 400, 3000, duplex=False, wait_s=4.2)
+    assert meters.stats.text() == "step 136 ms · RTF 1.70 · answer started 4.2 s after your turn"
+
+
+def test_slow_warning_names_the_cpu_when_there_is_no_gpu(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_device("cpu")
+    for _ in range(SLOW_READINGS):
+        meters.set_stats(200.0, 2.5, 3, 10, 3000, duplex=True)
+    assert meters.too_slow and "CPU" in meters.warning.text() and "GPU is too slow" not in meters.warning.text()
+
+
+def test_level_bars_hold_their_peaks_between_syllables(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_levels(-60.0, -12.0, now=0.0)  # a syllable of the agent
+    meters.set_levels(-60.0, -55.0, now=0.1)  # the gap after it: the bar falls slowly, not to zero
+    assert meters.out.value() > 700 and meters.out.peak_value() == 800
+    meters.set_levels(-60.0, -55.0, now=3.0)
+    assert meters.out.value() < 200
 
 
 def test_voice_picker_groups_and_availability(qtbot, tiny_model_dir):
