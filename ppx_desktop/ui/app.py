@@ -255,4 +255,15 @@ def run_app(demo: bool = False, model_dir: str | None = None, self_test: bool = 
         return 0
     window.show()
     window.load_model(*choice)
-    return app.exec()
+    code = app.exec()
+    _tear_down(window)
+    return code
+
+
+def _tear_down(window) -> None:
+    """Deletes the window while the QApplication still exists, so Qt objects go in Qt's order
+    and not in whatever order the interpreter's shutdown collects their Python wrappers."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

@@ -153,6 +153,7 @@ class MainWindow(QMainWindow):
         self.left_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.left_scroll.setWidget(left)
         self.left_scroll.setMinimumWidth(300)
+        self.left_scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # its controls take the focus, not the frame
 
         right = QWidget()
         rcol = QVBoxLayout(right)

@@ -177,3 +177,15 @@ def test_every_library_of_qts_xcb_plugin_is_checked():
     x11 = {n for n in needed if n.startswith(("libxcb", "libX11", "libxkbcommon"))}
     assert x11 <= set(qtdeps.XCB_LIBRARIES), x11 - set(qtdeps.XCB_LIBRARIES)
     assert qtdeps.missing_xcb_libraries() == []  # and this machine has them all
+
+
+def test_ci_installs_every_qt_library_package():
+    import re
+    from pathlib import Path
+
+    from ppx_desktop.ui import qtdeps
+
+    ci = set(re.findall(r"[a-z0-9][a-z0-9.+-]*", (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert [p for p in qtdeps.XCB_LIBRARIES.values() if p not in ci] == []
+    assert all(p in readme for p in ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"))

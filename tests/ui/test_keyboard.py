@@ -143,8 +143,10 @@ def test_space_talks_from_the_voice_list_but_types_in_text_fields(qtbot, window)
 
 
 def test_tab_reaches_every_control_and_leaves_the_persona_text(qtbot, window):
-    window.prompt.preset.setCurrentIndex(window.prompt.preset.findData("assistant"))
+    window.prompt.preset.setCurrentIndex(window.prompt.preset.findData("customer-service"))  # four fields
     fields = list(window.prompt._field_edits.values())
+    assert len(fields) == 4
+    qtbot.waitUntil(lambda: all(f.isVisible() for f in fields))  # new rows show at the next event loop pass
     window.modes.buttons["ptt"].setFocus()
     qtbot.waitUntil(lambda: window.modes.buttons["ptt"].hasFocus())
     seen = []

@@ -30,9 +30,27 @@ from ppx_desktop.ui.widgets.voice_picker import VoicePicker
     pytest.param("idle", "speaking", True, "speaking", id="playback-tail"),
     pytest.param("duplex", "hearing_you", True, "hearing_you", id="duplex-user-talks"),
     pytest.param("idle", "stopped", True, "stopped", id="hands-free-off"),
+    pytest.param("buffering", "waiting", True, "buffering", id="slow-gpu-preparing-the-answer"),
+    pytest.param("idle", "replaying", True, "replaying", id="replay-is-not-the-agent"),
+    pytest.param("previewing", "ready", True, "previewing", id="voice-preview"),
 ])
 def test_display_state(worker, listen, ready, shown):
     assert display_state(worker, listen, ready) == shown
+
+
+def test_no_audio_device_is_never_ready():
+    assert display_state("idle", "ready", True, audio_ok=False) == "no_audio"
+    assert display_state("loading", "", False, audio_ok=False) == "loading"  # what the model does still shows
+
+
+def test_talk_button_words_for_the_new_states(qtbot):
+    button = TalkButton()
+    qtbot.addWidget(button)
+    for state, word in [("buffering", "preparing the answer"), ("no_audio", "no audio device"),
+                        ("replaying", "playing back")]:
+        button.set_state(state)
+        assert button.word == word and word.upper() in button.text()
+    assert button.focusPolicy() != Qt.FocusPolicy.NoFocus  # reachable with Tab
 
 
 def test_talk_button_hold_and_toggle(qtbot):
@@ -172,3 +190,36 @@ def test_transcript_grows_and_exports(qtbot, tmp_path):
     assert [t["speaker"] for t in data["turns"]] == ["user", "agent"]
     assert data["turns"][1]["duration_s"] == 2.4 and "audio" not in data["turns"][0]
     assert view.copy_to_clipboard().startswith("# Conversation")
+
+
+def test_voice_picker_says_why_a_voice_is_greyed_out_and_what_replaced_the_choice(qtbot, tiny_model_dir):
+    picker = VoicePicker()
+    qtbot.addWidget(picker)
+    picker.set_voices(list_voices(tiny_model_dir), "NATF2", "not among the demo model's voices")
+    assert picker.why_unavailable("NATF2") == "NATF2 is not among the demo model's voices."
+    assert picker.voice() == "NATF0" and not picker.notice.isHidden()
+    assert picker.notice.text() == "NATF2 (your choice) is not among the demo model's voices: using NATF0 instead."
+    picker.select("NATM0")  # the user chose for themselves: the notice has done its job
+    assert picker.notice.isHidden()
+    picker.set_preview_available(True)
+    with qtbot.waitSignal(picker.preview_requested) as blocker:
+        qtbot.mouseClick(picker.preview, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["NATM0"]
+
+
+def test_problem_banner_keeps_each_problem_until_its_owner_clears_it(qtbot):
+    from ppx_desktop.ui.widgets.problem_banner import Problem, ProblemBanner
+
+    banner = ProblemBanner()
+    qtbot.addWidget(banner)
+    clicked = []
+    banner.set(Problem("audio", "No microphone.", "error", [("Retry", lambda: clicked.append(1))]))
+    banner.set(Problem("note", "FYI", "info", dismissable=True))
+    assert banner.keys() == ["audio", "note"] and not banner.isHidden()
+    banner.row("audio").buttons[0].click()
+    assert clicked == [1] and banner.has("audio")  # an action does not hide what it did not fix
+    banner.clear("model")  # another key: untouched
+    assert banner.has("audio")
+    banner.clear("audio")
+    banner.clear("note")
+    assert banner.isHidden()

@@ -29,6 +29,31 @@ LINE_CHARS = 66  # the longest line a bubble shows
 END_NOTES = {"cancelled": " (interrupted)"}
 
 
+class WrapLabel(QLabel):
+    """A word-wrapped label that claims the height its width needs.
+
+    Box layouts size a wrapped label from its size hint, not from the height its actual width
+    needs, so in a narrow window the last lines were cut off; claiming that height as the
+    minimum after every resize makes the layout give it.
+    """
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setWordWrap(True)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
+        super().resizeEvent(event)
+        need = self.heightForWidth(self.width())
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt override)
+        super().setText(text)
+        need = self.heightForWidth(self.width())
+        if need > 0:
+            self.setMinimumHeight(need)
+
+
 class EntryWidget(QFrame):
     replay_requested = Signal(int)
 
@@ -44,15 +69,13 @@ class EntryWidget(QFrame):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         header = QHBoxLayout()
-        self.header = QLabel()
+        self.header = WrapLabel()
         self.header.setStyleSheet("font-weight: 600;")
-        self.header.setWordWrap(True)
         header.addWidget(self.header, 1)
         self.replay: QPushButton | None = None
         self._header_row = header
         layout.addLayout(header)
-        self.body = QLabel()
-        self.body.setWordWrap(True)
+        self.body = WrapLabel()
         self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.body)
         self.refresh()
