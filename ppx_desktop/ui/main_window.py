@@ -364,7 +364,8 @@ class MainWindow(QMainWindow):
         if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
             self.statusBar().showMessage(f"No file manager could open {folder}", 8000)
 
-    def open_settings(self) -> None:
+    def settings_dialog(self):
+        """The settings dialog on this machine's devices (the sound server's by name), not yet shown."""
         from ..audio import list_devices
         from ..audio.mictest import MicTest
         from ..audio.soundserver import server_devices
@@ -376,8 +377,11 @@ class MainWindow(QMainWindow):
         except Exception as exc:  # no audio subsystem: still let the user edit the rest
             log.warning("cannot list audio devices: %s", exc)
             backend, devices = None, []
-        dialog = SettingsDialog(self.settings, devices, self, server=server_devices(),
-                                mic_test=None if backend is None else (lambda spec: MicTest(spec, backend)))
+        return SettingsDialog(self.settings, devices, self, server=server_devices(),
+                              mic_test=None if backend is None else (lambda spec: MicTest(spec, backend)))
+
+    def open_settings(self) -> None:
+        dialog = self.settings_dialog()
         if dialog.exec():
             self.apply_settings(dialog.result_settings())
 
@@ -459,8 +463,8 @@ class MainWindow(QMainWindow):
     def _on_event(self, event) -> None:
         if isinstance(event, ev.Status):
             self.worker_state = event.state
-            if event.detail and event.state != "error":
-                self.statusBar().showMessage(event.detail)
+            if event.detail and event.state not in ("error", "buffering"):  # those show elsewhere
+                self.statusBar().showMessage(event.detail, 0 if event.state == "loading" else 8000)
         elif isinstance(event, ev.Progress):
             what = {"load": "Loading the model", "prompt": "Preparing voice and persona"}.get(event.task, event.task)
             self.statusBar().showMessage(f"{what}… {100 * event.done // max(1, event.total)} %")
@@ -525,7 +529,7 @@ class MainWindow(QMainWindow):
                                      + (" — tiny demo model" if event.demo else "")
                                      + (f", {streamed} layers in host memory: turn-based modes only"
                                         if streamed else ""))
-        reason = ("not among the demo model's voices (it has only a few): choose Model… to get the real one"
+        reason = ("not among the demo model's few voices (Model… gets the real model, with all 18)"
                   if event.demo else f"not in this model's folder ({self.model_dir / 'voices'})")
         self.voices.set_voices(list_voices(self.model_dir), self.settings.voice, reason)
         self.modes.set_available("duplex", not streamed,

@@ -198,7 +198,7 @@ def test_voice_picker_says_why_a_voice_is_greyed_out_and_what_replaced_the_choic
     picker.set_voices(list_voices(tiny_model_dir), "NATF2", "not among the demo model's voices")
     assert picker.why_unavailable("NATF2") == "NATF2 is not among the demo model's voices."
     assert picker.voice() == "NATF0" and not picker.notice.isHidden()
-    assert picker.notice.text() == "NATF2 (your choice) is not among the demo model's voices: using NATF0 instead."
+    assert picker.notice.text() == "Using NATF0: NATF2 (your choice) is not among the demo model's voices."
     picker.select("NATM0")  # the user chose for themselves: the notice has done its job
     assert picker.notice.isHidden()
     picker.set_preview_available(True)

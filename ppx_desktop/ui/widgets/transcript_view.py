@@ -9,7 +9,7 @@ what the model heard. The view renders a `Transcript`; it keeps no conversation 
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QRect, Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -30,28 +30,41 @@ END_NOTES = {"cancelled": " (interrupted)"}
 
 
 class WrapLabel(QLabel):
-    """A word-wrapped label that claims the height its width needs.
+    """A word-wrapped plain-text label that claims the height its width needs.
 
     Box layouts size a wrapped label from its size hint, not from the height its actual width
-    needs, so in a narrow window the last lines were cut off; claiming that height as the
-    minimum after every resize makes the layout give it.
+    needs, so in a narrow window the last lines were cut off; and QLabel's own height-for-width
+    (with selectable text) stays at the height of its narrowest layout, which left blank lines
+    in a wide one. The height is measured with the font's metrics at the label's width instead.
     """
+
+    FLAGS = Qt.TextFlag.TextWordWrap | Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setWordWrap(True)
+        self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 (Qt override)
+        m = self.contentsMargins()
+        inner = max(1, width - m.left() - m.right() - 2 * self.margin())
+        text = self.fontMetrics().boundingRect(QRect(0, 0, inner, 1 << 20), self.FLAGS, self.text() or " ")
+        return text.height() + m.top() + m.bottom() + 2 * self.margin()
+
+    def _claim(self) -> None:
+        need = self.heightForWidth(self.width())
+        if need != self.minimumHeight():
+            self.setMinimumHeight(need)
+            self.setMaximumHeight(need)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt override)
         super().resizeEvent(event)
-        need = self.heightForWidth(self.width())
-        if need > 0 and need != self.minimumHeight():
-            self.setMinimumHeight(need)
+        self._claim()
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt override)
         super().setText(text)
-        need = self.heightForWidth(self.width())
-        if need > 0:
-            self.setMinimumHeight(need)
+        self._claim()
 
 
 class EntryWidget(QFrame):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 GROUPS = [
     ("natural", "female", "Natural · female"),
@@ -44,8 +44,11 @@ class VoicePicker(QWidget):
         self._model = QStandardItemModel(self)
         self.combo.setModel(self._model)
         row.addWidget(self.combo, 1)
-        self.preview = QPushButton("▶ Preview")
+        self.preview = QToolButton()  # a compact symbol: a narrow window keeps the voice names readable
+        self.preview.setText("▶")
+        self.preview.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.preview.setObjectName("previewVoice")
+        self.preview.setAccessibleName("Preview this voice")
         self.preview.clicked.connect(lambda: self.voice() and self.preview_requested.emit(self.voice()))
         row.addWidget(self.preview)
         self.add_button = QPushButton("Add voice…")
@@ -114,7 +117,7 @@ class VoicePicker(QWidget):
             self.notice.hide()
             return
         wanted, used = self.replaced
-        self.notice.setText(f"{wanted} (your choice) is {missing_reason}: using {used} instead.")
+        self.notice.setText(f"Using {used}: {wanted} (your choice) is {missing_reason}.")
         self.notice.show()
 
     def _ordered(self):
@@ -146,7 +149,7 @@ class VoicePicker(QWidget):
 
     def set_preview_available(self, available: bool, why: str = "") -> None:
         self.preview.setEnabled(available)
-        self.preview.setToolTip("Hear a few seconds of the agent in this voice" if available
+        self.preview.setToolTip("Preview: hear a few seconds of the agent in this voice" if available
                                 else f"Preview: {why}")
 
     def _on_index(self, index: int) -> None:
