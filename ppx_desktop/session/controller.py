@@ -119,6 +119,7 @@ class ConversationController:
         # The recorder is appended to by the capture thread and saved from the GUI thread.
         self._rec_lock = threading.Lock()
         worker.audio_sink = self._on_agent_frame
+        worker.preview_sink = self._on_preview_frame
 
     # --- GUI-thread API (queued) ---
 
@@ -173,6 +174,12 @@ class ConversationController:
     def set_listening(self, on: bool) -> None:
         """Hands-free and duplex: switch the microphone on or off (duplex starts/stops the stream)."""
         self._commands.put(("listen", bool(on)))
+
+    def toggle_listening(self) -> None:
+        """Start/stop as one command, applied in order with everything else: the switch's state
+        has one owner (the capture thread), so quick presses and a session the worker ended
+        never make the control read backwards."""
+        self._commands.put(("toggle", None))
 
     def set_muted(self, on: bool) -> None:
         """While muted the model hears silence (turns cannot start; duplex goes on, deaf)."""
@@ -229,6 +236,11 @@ class ConversationController:
         self.audio.write_frame(pcm)
         self._agent_frames.append(np.asarray(pcm, dtype=np.float32))
 
+    def _on_preview_frame(self, pcm: np.ndarray) -> None:
+        # A voice preview is heard like a replay, and kept out of the conversation's recording.
+        self.audio.write_frame(pcm)
+        self._replaying = True
+
     # --- capture thread ---
 
     def _run(self) -> None:
@@ -264,6 +276,8 @@ class ConversationController:
                 self._release()
             elif name == "listen":
                 self._set_listening(value)
+            elif name == "toggle":
+                self._set_listening(not self._listening)
             elif name == "finished":
                 if value is None or value == self._pending_turn:
                     self._pending_turn = 0

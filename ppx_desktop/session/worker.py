@@ -60,6 +60,7 @@ class InferenceWorker:
 
         self.on_event = on_event
         self.audio_sink = audio_sink
+        self.preview_sink: tp.Callable[[np.ndarray], None] | None = None  # voice previews (not the conversation)
         self.underruns = underruns
         self.input = FrameQueue(max_input_lag_frames)
         self.cache = PromptStateCache(state_cache_dir)
@@ -231,6 +232,10 @@ class InferenceWorker:
         finally:
             conv.resume(saved)
         if not cancelled.is_set() and pcm:
+            # Played from this thread, like every agent frame: the output has one producer.
+            if self.preview_sink is not None:
+                for frame in pcm:
+                    self.preview_sink(frame)
             self._emit(ev.VoicePreview(cmd.voice, np.concatenate(pcm)))
         self._emit(ev.Status("idle"))
 

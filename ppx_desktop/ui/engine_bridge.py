@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..audio.vad import VadConfig
 from ..session.controller import ConversationController
-from ..session.events import ErrorEvent, LoadModel, PreviewVoice, Reset, StartConversation, VoicePreview
+from ..session.events import ErrorEvent, LoadModel, PreviewVoice, Reset, StartConversation
 from ..session.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,6 @@ class EngineBridge(QObject):
 
     def _from_worker(self, event) -> None:
         self.controller.on_worker_event(event)
-        if isinstance(event, VoicePreview):
-            self.controller.replay(event.pcm)
         self.event.emit(event)
 
     # --- commands ---
@@ -145,6 +143,9 @@ class EngineBridge(QObject):
 
     def set_listening(self, on: bool) -> None:
         self.controller.set_listening(on)
+
+    def toggle_listening(self) -> None:
+        self.controller.toggle_listening()
 
     def set_muted(self, on: bool) -> None:
         self.controller.set_muted(on)

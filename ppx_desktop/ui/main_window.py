@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         self.autosave_dir: Path | None = None
         self.last_saved: Path | None = None
         self._space_down = False
-        self.listening_on = False  # what the user asked for; the controller applies it asynchronously
+        self.listening_on = False  # as the controller last reported it (ListenState)
         self._build()
         self._restore()
         bridge.event.connect(self._on_event)
@@ -277,9 +277,9 @@ class MainWindow(QMainWindow):
         self.meters.reset_speed_warning()
 
     def toggle_listening(self) -> None:
+        """Start/stop in hands-free and duplex; the controller owns the switch (see there)."""
         if self.settings.mode != "ptt" and self.model_ready and self.bridge.audio_ok:
-            self.listening_on = not self.listening_on
-            self.bridge.set_listening(self.listening_on)
+            self.bridge.toggle_listening()
 
     def stop_agent(self) -> None:
         """Stop: the agent's answer and its queued audio; a live duplex session ends."""

@@ -63,7 +63,8 @@ def test_no_audio_device_is_shown_until_one_is_there(qtbot, make_window):
 
 def test_a_lost_device_is_shown_until_it_is_back(qtbot, make_window):
     sd = FakeSoundDevice()
-    audio = AudioIO(AudioConfig(echo="off", monitor_echo=False, retry_s=0.2), backend=sd)
+    # An unplug is seen as a stopped stream; no stall timer (a loaded machine stalls the fake clock).
+    audio = AudioIO(AudioConfig(echo="off", monitor_echo=False, retry_s=0.2, stall_timeout_s=3600.0), backend=sd)
     sd.start_clock()
     try:
         win = make_window(audio=audio)
@@ -170,17 +171,20 @@ def test_the_autosave_location_is_shown_and_opens(qtbot, make_window, monkeypatc
 def test_the_recording_leaves_the_idle_time_out(qtbot, make_window, tmp_path):
     import wave
 
-    win = make_window(speed=8.0)
+    # Real time: a faster test clock would drain the answer faster than any model makes it.
+    win = make_window(speed=1.0)
     n = win.bridge.controller.frames_captured
-    qtbot.waitUntil(lambda: win.bridge.controller.frames_captured > n + 100, timeout=60_000)  # 8 s of idling
+    qtbot.waitUntil(lambda: win.bridge.controller.frames_captured > n + 60, timeout=60_000)  # 4.8 s of idling
     done = ptt_turn(qtbot, win, seconds=1.0, steps=50)
     qtbot.waitUntil(lambda: not win.bridge.audio.playing(), timeout=60_000)
     win.save_to(tmp_path / "s")
     with wave.open(str(tmp_path / "s" / "conversation.wav")) as w:
         seconds = w.getnframes() / w.getframerate()
-    # 1 s held plus 4 s of answer plus at most about a second of idle before each part.
-    assert seconds < 1.0 + done.agent_audio_s + 3.0
-    assert win.bridge.controller.recorder.left_out_seconds > 5.0
+    # What was held (at least 1 s; more when this machine was slow to release) plus the answer,
+    # plus at most about a second of idle before each part.
+    held = next(e.duration_s for e in win.transcript.entries if e.speaker == "user")
+    assert seconds < held + done.agent_audio_s + 3.0
+    assert win.bridge.controller.recorder.left_out_seconds > 3.0
 
 
 # --- item 9: settings ----------------------------------------------------------------------
@@ -301,19 +305,23 @@ def test_a_default_voice_missing_from_the_demo_is_said_and_greyed_voices_say_why
 
 def test_stop_button_interrupts_the_agent(qtbot, make_window):
     win = make_window()
-    win.length.set_value(400, False)
+    win.length.set_value(400, False)  # a 32 s answer
     qtbot.waitUntil(lambda: win.talk.word == "ready", timeout=30_000)
     device(win).say(TONE[:12_000])
     win.space(True)
     start = win.bridge.controller.frames_captured
     qtbot.waitUntil(lambda: win.bridge.controller.frames_captured >= start + 5, timeout=30_000)
     win.space(False)
-    qtbot.waitUntil(lambda: win.audio_controls.stop.isEnabled(), timeout=60_000)
-    with qtbot.waitSignal(win.bridge.event, timeout=60_000,
-                          check_params_cb=lambda e: isinstance(e, ev.TurnFinished)) as done:
-        win.audio_controls.stop.click()
-    assert done.args[0].end == "cancelled" and done.args[0].steps < 400
-    qtbot.waitUntil(lambda: win.talk.word == "ready" and not win.bridge.audio.playing(), timeout=30_000)
+    qtbot.waitUntil(lambda: win.talk.word == "speaking", timeout=120_000)
+    assert win.audio_controls.stop.isEnabled()
+    finished = []
+    win.bridge.event.connect(lambda e: isinstance(e, ev.TurnFinished) and finished.append(e))
+    win.audio_controls.stop.click()
+    qtbot.waitUntil(lambda: not win.bridge.audio.playing() and win.talk.word == "ready", timeout=30_000)
+    # Generation may have ended already (the tiny model is fast); if not, it was cancelled.
+    assert all(e.end == "cancelled" for e in finished)
+    assert device(win).played_seconds() < 16.0  # half of the answer at most was heard
+    assert not win.audio_controls.stop.isEnabled()
 
 
 def test_mute_and_volume(qtbot, make_window):
