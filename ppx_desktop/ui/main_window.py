@@ -14,15 +14,13 @@ import logging
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, QUrl
-from PySide6.QtGui import QAction, QDesktopServices, QKeySequence
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -33,14 +31,14 @@ from PySide6.QtWidgets import (
 
 from ..assets.prompts import list_prompts, save_user_prompt
 from ..assets.voices import list_voices
-from ..audio.stream import AudioEvent
 from ..engine.sampling import SamplingConfig
-from ..paths import conversations_dir
 from ..session import events as ev
-from ..session.controller import ControllerError, ListenState, UserTurn
-from .conversation_files import existing_files, new_autosave_folder, new_save_folder, save_conversation
-from .engine_bridge import AudioStatus, EngineBridge, VoiceCreated
+from ..session.controller import ListenState, UserTurn
+from . import settings_flow
+from .engine_bridge import EngineBridge, VoiceCreated
 from .keyboard import KeyboardControl
+from .problem_routing import ProblemRouter
+from .save_flow import SaveFlow
 from .settings import AppSettings, load_settings, prompt_fields, save_settings
 from .status import display_state
 from .transcript_model import Transcript
@@ -56,7 +54,6 @@ from .widgets.voice_picker import VoicePicker
 
 log = logging.getLogger(__name__)
 AGENT_ACTIVE = ("thinking", "buffering", "speaking", "replaying", "previewing")
-ENGINE_FIELDS = ("device", "dtype", "quant", "offload")
 
 
 class MainWindow(QMainWindow):
@@ -79,8 +76,6 @@ class MainWindow(QMainWindow):
         self.model_ready = False
         self.worker_state = ""
         self.listen_state = ""
-        self.autosave_dir: Path | None = None
-        self.last_saved: Path | None = None
         self._space_down = False
         self.listening_on = False  # as the controller last reported it (ListenState)
         self._build()
@@ -104,9 +99,9 @@ class MainWindow(QMainWindow):
         self.actions: dict[str, QAction] = {}
         for name, text, keys, slot in [
             ("new", "New conversation", QKeySequence.StandardKey.New, self.new_conversation),
-            ("save", "Save…", QKeySequence.StandardKey.Save, self._ask_save),
+            ("save", "Save…", QKeySequence.StandardKey.Save, lambda: self.saving.ask_save()),
             ("copy", "Copy transcript", "Ctrl+Shift+C", lambda: self.transcript_view.copy_to_clipboard()),
-            ("folder", "Open folder", "Ctrl+Shift+O", self.open_conversations_folder),
+            ("folder", "Open folder", "Ctrl+Shift+O", lambda: self.saving.open_conversations_folder()),
             ("stop", "Stop agent", "Esc", self.stop_agent),
             ("mute", "Mute microphone", "Ctrl+M", lambda: self.audio_controls.mute.toggle()),
             ("settings", "Settings…", QKeySequence.StandardKey.Preferences, self.open_settings),
@@ -187,11 +182,9 @@ class MainWindow(QMainWindow):
         outer.addWidget(self.banner)
         outer.addWidget(self.split, 1)
         self.setCentralWidget(central)
-        self.saved_label = QLabel()
-        self.saved_label.setObjectName("savedLocation")
-        self.saved_label.setOpenExternalLinks(False)
-        self.saved_label.linkActivated.connect(lambda href: self.open_folder(Path(QUrl(href).toLocalFile())))
-        self.statusBar().addPermanentWidget(self.saved_label)
+        self.saving = SaveFlow(self)
+        self.problems = ProblemRouter(self)
+        self.statusBar().addPermanentWidget(self.saving.label)
         self.statusBar().showMessage("Starting…")
         self.resize(1000, 700)
 
@@ -293,92 +286,28 @@ class MainWindow(QMainWindow):
         self.bridge.preview_voice(voice, self.prompt.prompt())
 
     def new_conversation(self) -> None:
-        self.autosave()
+        self.saving.new_conversation()  # what was said is saved before it goes
         self.transcript.clear()
         self.transcript_view.clear()
-        self.autosave_dir = None
         self.bridge.controller.clear_recording()
         self.bridge.new_conversation()
 
     def save_to(self, folder: Path) -> list[Path]:
-        return save_conversation(folder, self.transcript, self.bridge.controller)
+        return self.saving.save_to(folder)
 
     def autosave(self) -> None:
-        if not self.transcript.entries:
-            return
-        if self.autosave_dir is None:
-            self.autosave_dir = new_autosave_folder()
-        try:
-            self.save_to(self.autosave_dir)
-        except OSError as exc:
-            self.banner.set(Problem("autosave", f"Autosave failed: {exc}. Free some disk space, or save the "
-                                                "conversation elsewhere with Save….", "warning", dismissable=True))
-            return
-        self.banner.clear("autosave")
-        self._show_saved(self.autosave_dir, "Autosaved in")
+        self.saving.autosave()
 
-    def _show_saved(self, folder: Path, what: str) -> None:
-        self.last_saved = folder
-        self.saved_label.setText(f'{what} <a href="{QUrl.fromLocalFile(str(folder)).toString()}">{folder.name}</a>')
-        self.saved_label.setToolTip(str(folder))
+    @property
+    def autosave_dir(self) -> Path | None:
+        return self.saving.autosave_dir
 
-    def _ask_save(self) -> None:
-        start = conversations_dir()
-        folder = QFileDialog.getExistingDirectory(self, "Save the conversation into a folder", str(start))
-        if not folder:
-            return
-        folder = Path(folder)
-        replaced = existing_files(folder)
-        if replaced:
-            answer = self._confirm_replace(folder, replaced)
-            if answer == "cancel":
-                return
-            if answer == "new":
-                folder = new_save_folder(folder)
-        try:
-            paths = self.save_to(folder)
-        except OSError as exc:
-            self.banner.set(Problem("save", f"Could not save into {folder}: {exc}", "error", dismissable=True))
-            return
-        self.banner.clear("save")
-        self._show_saved(folder, "Saved in")
-        self.statusBar().showMessage(f"Saved {', '.join(p.name for p in paths)} in {folder}", 6000)
-
-    def _confirm_replace(self, folder: Path, names: list[str]) -> str:
-        box = QMessageBox(QMessageBox.Icon.Question, "Replace the saved conversation?",
-                          f"{folder} already holds a saved conversation ({', '.join(names)}).", parent=self)
-        box.setInformativeText("Replace it, or save into a new folder inside it?")
-        replace = box.addButton("Replace", QMessageBox.ButtonRole.DestructiveRole)
-        new = box.addButton("New folder", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(new)
-        box.exec()
-        clicked = box.clickedButton()
-        return "replace" if clicked is replace else "new" if clicked is new else "cancel"
-
-    def open_conversations_folder(self) -> None:
-        folder = self.last_saved or self.autosave_dir or conversations_dir()
-        self.open_folder(folder if folder.exists() else conversations_dir())
-
-    def open_folder(self, folder: Path) -> None:
-        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
-            self.statusBar().showMessage(f"No file manager could open {folder}", 8000)
+    @property
+    def saved_label(self) -> QLabel:
+        return self.saving.label
 
     def settings_dialog(self):
-        """The settings dialog on this machine's devices (the sound server's by name), not yet shown."""
-        from ..audio import list_devices
-        from ..audio.mictest import MicTest
-        from ..audio.soundserver import server_devices
-        from .settings_dialog import SettingsDialog
-
-        try:
-            backend = self.bridge.audio.backend
-            devices = list_devices(backend)
-        except Exception as exc:  # no audio subsystem: still let the user edit the rest
-            log.warning("cannot list audio devices: %s", exc)
-            backend, devices = None, []
-        return SettingsDialog(self.settings, devices, self, server=server_devices(),
-                              mic_test=None if backend is None else (lambda spec: MicTest(spec, backend)))
+        return settings_flow.dialog_for(self)
 
     def open_settings(self) -> None:
         dialog = self.settings_dialog()
@@ -386,31 +315,8 @@ class MainWindow(QMainWindow):
             self.apply_settings(dialog.result_settings())
 
     def apply_settings(self, new: AppSettings) -> None:
-        """Takes new settings into use at once where it can: devices, echo, turn detection; the
-        engine's when the model is next loaded (offered in the banner)."""
-        from ..audio.vad import VadConfig
-
-        old, self.settings = self.settings, new
-        self.bridge.set_vad(VadConfig(end_silence_s=new.vad_end_silence_s, threshold=new.vad_threshold))
-        if (old.input_device, old.output_device) != (new.input_device, new.output_device) \
-                and self.audio_factory is not None:
-            try:
-                self.bridge.use_audio(self.audio_factory(new))
-            except Exception as exc:  # PortAudio missing: said in the window like a missing device
-                self._on_audio_status(AudioStatus(False, f"No sound: {exc}"))
-        if old.echo != new.echo:
-            self.bridge.set_echo(new.echo)
-            if new.echo != "off":
-                self.banner.clear("echo")
-        if any(getattr(old, f) != getattr(new, f) for f in ENGINE_FIELDS) and self.worker_state:
-            self.banner.set(Problem("engine", "The engine settings take effect when the model is loaded again.",
-                                    "info", [("Reload now", self._reload_model)], dismissable=True))
-        save_settings(self.settings, self.store)
+        settings_flow.apply(self, new)
         self._render_state()
-
-    def _reload_model(self) -> None:
-        self.banner.clear("engine")
-        self.load_model(self.model_dir if not self.demo else None, self.demo)
 
     def _voice_changed(self, voice: str) -> None:
         self.settings.voice = voice
@@ -461,7 +367,9 @@ class MainWindow(QMainWindow):
     # --- events from the worker, the controller and the audio ---
 
     def _on_event(self, event) -> None:
-        if isinstance(event, ev.Status):
+        if self.problems.handle(event):
+            pass  # a problem shown or resolved: the state below is all that changes
+        elif isinstance(event, ev.Status):
             self.worker_state = event.state
             if event.detail and event.state not in ("error", "buffering"):  # those show elsewhere
                 self.statusBar().showMessage(event.detail, 0 if event.state == "loading" else 8000)
@@ -474,7 +382,6 @@ class MainWindow(QMainWindow):
             log.info("conversation ready: voice %s (%.1f s%s)", event.voice, event.seconds,
                      ", from cache" if event.from_cache else "")
             self.model_ready = True
-            self.banner.clear("model")
             self.statusBar().showMessage(f"Ready: {event.voice} ({event.seconds:.1f} s"
                                          + (", from cache)" if event.from_cache else ")"), 8000)
         elif isinstance(event, ev.TurnStarted):
@@ -496,8 +403,6 @@ class MainWindow(QMainWindow):
             self.meters.set_stats(event.step_ms, event.rtf, event.lag_frames, event.context_used,
                                   event.context_size, self.settings.mode == "duplex", event.dropped_input,
                                   event.wait_s)
-        elif isinstance(event, ev.ErrorEvent):
-            self._on_error(event)
         elif isinstance(event, ev.VoicePreview):
             self.statusBar().showMessage(f"Playing a preview of {event.voice}", 5000)
         elif isinstance(event, UserTurn):
@@ -509,13 +414,6 @@ class MainWindow(QMainWindow):
             self.listen_state = event.state
             if event.mode != "ptt" and event.mode == self.settings.mode:
                 self.listening_on = event.state != "stopped"
-        elif isinstance(event, AudioStatus):
-            self._on_audio_status(event)
-        elif isinstance(event, AudioEvent):
-            self._on_audio_event(event)
-        elif isinstance(event, ControllerError):
-            self.banner.set(Problem("capture", event.message + " Check the microphone, then retry.", "error",
-                                    [("Retry", self.bridge.retry_audio)]))
         elif isinstance(event, VoiceCreated):
             self.voices.set_voices(list_voices(self.model_dir), event.name)
             self.statusBar().showMessage(f"Voice {event.name} is ready", 6000)
@@ -536,40 +434,7 @@ class MainWindow(QMainWindow):
                                  f"{streamed} of the model's layers stream from host memory every frame "
                                  "(GPU too small), too slow for real time")
         self.meters.set_device(event.device)
-        self.banner.clear("model")
         self.start_conversation()
-
-    def _on_error(self, event: ev.ErrorEvent) -> None:
-        if event.command in ("LoadModel", "StartConversation") or event.kind in ("model", "oom"):
-            actions = [("Settings…", self.open_settings), ("Model…", self.choose_model)]
-            self.banner.set(Problem("model", event.message, "error", actions))
-        elif event.command == "CreateVoice":
-            self.banner.set(Problem("voice", f"The voice was not made: {event.message}", "error", dismissable=True))
-        else:
-            self.show_error(event.message)
-
-    def _on_audio_status(self, event: AudioStatus) -> None:
-        if event.ok:
-            self.banner.clear("audio")
-            return
-        self.banner.set(Problem("audio", event.message + " Then press Retry, or choose devices in Settings.",
-                                "error", [("Retry", self.bridge.retry_audio), ("Settings…", self.open_settings)]))
-
-    def _on_audio_event(self, event: AudioEvent) -> None:
-        if event.kind == "device_lost":
-            self.banner.set(Problem("device_lost", event.message, "warning", [("Settings…", self.open_settings)]))
-        elif event.kind == "device_restored":
-            self.banner.clear("device_lost")
-            self.statusBar().showMessage(event.message, 6000)
-        elif event.kind == "echo_detected":
-            self.banner.set(Problem("echo", event.message, "warning",
-                                    [("Turn on echo cancellation", self._echo_on)], dismissable=True))
-
-    def _echo_on(self) -> None:
-        self.settings.echo = "aec3"
-        self.bridge.set_echo("aec3")
-        save_settings(self.settings, self.store)
-        self.banner.clear("echo")
 
     def _render_state(self) -> None:
         state = display_state(self.worker_state, self.listen_state, self.model_ready,

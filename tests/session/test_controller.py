@@ -340,3 +340,13 @@ def test_the_recording_holds_the_turns_not_the_idle_time(manual_rig):
     # The 10 held frames plus at most a second of idle before them; the 8 s and the tail are left out.
     assert 10 * FRAME <= len(user) <= 10 * FRAME + 24_000 + FRAME
     assert controller.recorder.left_out_seconds >= 7.0
+
+
+def test_start_stop_presses_apply_in_order_however_fast(manual_rig):
+    controller, worker, device, events = manual_rig
+    controller.set_mode("duplex")
+    controller.toggle_listening()
+    controller.toggle_listening()  # pressed again before the capture thread ran once
+    controller.toggle_listening()
+    tick_until(device, controller, lambda: controller.state in ("listening", "hearing_you"))
+    assert len(worker.of(StartDuplex)) == 2 and len(worker.of(StopDuplex)) == 1 and controller.listening

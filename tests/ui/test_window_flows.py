@@ -400,3 +400,16 @@ def test_the_too_slow_warning_names_the_cpu_and_goes_when_the_session_stops(qtbo
     assert win.meters.too_slow and "CPU" in win.meters.warning.text()
     win.bridge.event.emit(ev.TurnFinished(9, "duplex", "stopped", "", 20, 1.6, 1.6))
     assert not win.meters.too_slow and win.meters.warning.isHidden()
+
+
+def test_engine_settings_say_when_they_apply_and_offer_to_reload(qtbot, make_window):
+    win = make_window()
+    new = load_settings(win.store)
+    new.quant = "int8"
+    win.apply_settings(new)
+    assert win.banner.has("engine") and "loaded again" in win.banner.message("engine")
+    reload = win.banner.row("engine").buttons[0]
+    assert reload.text() == "Reload now"
+    reload.click()
+    assert not win.banner.has("engine") and not win.model_ready
+    qtbot.waitUntil(lambda: win.model_ready, timeout=240_000)
