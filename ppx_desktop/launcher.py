@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__, desktop_entry, logs, paths
+from .ui import qtdeps
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,13 @@ def launch(args: argparse.Namespace, show: ShowError | None = None) -> int:
     if args.install_desktop_entry or args.uninstall_desktop_entry:
         return handle_desktop_entry(args)
 
+    if not args.self_test and qtdeps.uses_xcb():
+        missing = qtdeps.missing_xcb_libraries()
+        if missing:  # Qt would abort naming the wrong library; no dialog can open without them
+            message = qtdeps.xcb_message(missing)
+            log.error("%s", message)
+            print(f"ppx-desktop: {message}", file=sys.stderr)
+            return 1
     if show is None and dialogs_possible(args.self_test):
         show = qt_error_dialog
     reporter = ErrorReporter(log_path, show)

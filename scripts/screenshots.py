@@ -1,4 +1,4 @@
-"""Screenshots for the docs: the main window in each mode, the setup dialog and the settings dialog.
+"""Screenshots for the docs: the main window in each mode and at 800 x 500, the setup and settings dialogs.
 
 Runs the real app on the tiny demo model with the test audio device (no GPU, no sound card),
 holds one push-to-talk turn so the transcript has content, then grabs each view as a PNG:
@@ -67,10 +67,8 @@ def shoot(out: Path, home: Path, timeout: float) -> int:
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
-    from ppx_desktop.audio import list_devices
     from ppx_desktop.session import events as ev
-    from ppx_desktop.ui.app import create_window, ensure_application, self_test_input
-    from ppx_desktop.ui.settings_dialog import SettingsDialog
+    from ppx_desktop.ui.app import create_window, ensure_application, gpu_verdict, self_test_input
     from ppx_desktop.ui.setup_dialog import SetupDialog
 
     app = ensure_application()
@@ -116,6 +114,13 @@ def shoot(out: Path, home: Path, timeout: float) -> int:
     wait(lambda: any(isinstance(e, ev.TurnFinished) for e in seen), "the answer")
     wait(lambda: window.talk.word == "ready", "the end of playback", 60)
     grab(window, "main-push-to-talk")
+    window.resize(800, 500)  # the smallest window the layout is made for
+    wait(lambda: window.width() <= 800 and window.height() <= 500, "the narrow window", 10)
+    for _ in range(5):
+        app.processEvents()
+    grab(window, "main-narrow")
+    window.resize(1040, 700)
+    wait(lambda: window.width() >= 1040, "the window to grow back", 10)
 
     window.modes.set_mode("handsfree")
     window.toggle_listening()
@@ -133,16 +138,22 @@ def shoot(out: Path, home: Path, timeout: float) -> int:
     window.toggle_listening()
     wait(lambda: window.talk.word == "stopped", "duplex to stop", 30)
 
-    setup = SetupDialog(window)
+    mode, summary = gpu_verdict()  # as the app shows it on this machine
+    setup = SetupDialog(window, gpu_mode=mode, gpu_summary=summary)
     setup.show()
     setup._on_progress(6_300_000_000, 16_700_000_000, 48_000_000.0, 217.0)  # how a running download looks
     setup.download_button.setEnabled(False)
     setup.cancel_button.setEnabled(True)
+    wait(lambda: setup.height() >= setup.minimumSizeHint().height(), "the setup dialog's layout", 10)
     grab(setup, "setup-dialog")
     setup.close()
 
-    dialog = SettingsDialog(window.settings, list_devices(device), window)
+    dialog = window.settings_dialog()
     dialog.show()
+    dialog.test_button.click()  # the microphone test, hearing the test device's speech
+    device.say(self_test_input(2.0))
+    wait(lambda: dialog.mic_level.value() > 300, "the microphone test's level", 30)
+    wait(lambda: dialog.height() >= dialog.minimumSizeHint().height(), "the settings dialog's layout", 10)
     grab(dialog, "settings-dialog")
     dialog.close()
     window.close()

@@ -3,6 +3,10 @@
 Each :meth:`Recorder.add` call covers the same stretch of time on both tracks (one 80 ms step of the
 conversation); a missing side is silence, so the tracks never drift apart and replaying the WAV
 puts every reply exactly where it happened.
+
+The recording is the conversation, not the wall clock: steps marked idle (nobody talking to the
+model, no agent audio) beyond `max_idle_s` in a row are left out, keeping the part just before
+the next turn so that its lead-in stays. A window left open for an hour records its turns only.
 """
 
 from __future__ import annotations
@@ -24,16 +28,25 @@ class Recorder:
     Args:
         max_seconds: keep at most this much (the oldest audio is dropped); None keeps everything
             (about 690 MB per hour of float32 stereo).
+        max_idle_s: idle stretches are shortened to this (None: everything is kept).
     """
 
-    def __init__(self, max_seconds: float | None = None) -> None:
+    def __init__(self, max_seconds: float | None = None, max_idle_s: float | None = None) -> None:
         self.max_samples = None if max_seconds is None else int(max_seconds * RATE)
+        self.max_idle_samples = None if max_idle_s is None else int(max_idle_s * RATE)
         self.clear()
 
     def clear(self) -> None:
         self._user: list[np.ndarray] = []
         self._agent: list[np.ndarray] = []
         self._n = 0
+        self._idle: list[tuple[np.ndarray, np.ndarray]] = []  # the current idle stretch, newest last
+        self._idle_n = 0
+        self.left_out = 0  # idle samples not recorded
+
+    @property
+    def left_out_seconds(self) -> float:
+        return self.left_out / RATE
 
     def __len__(self) -> int:
         return self._n
@@ -42,15 +55,33 @@ class Recorder:
     def seconds(self) -> float:
         return self._n / RATE
 
-    def add(self, user: np.ndarray | None, agent: np.ndarray | None) -> None:
-        """Append one time step; the shorter (or missing) side is padded with silence."""
+    def add(self, user: np.ndarray | None, agent: np.ndarray | None, active: bool = True) -> None:
+        """Append one time step; the shorter (or missing) side is padded with silence. An idle step
+        (`active` False) is kept only while its stretch is within `max_idle_s`."""
         u = np.zeros(0, np.float32) if user is None else np.asarray(user, dtype=np.float32).reshape(-1)
         a = np.zeros(0, np.float32) if agent is None else np.asarray(agent, dtype=np.float32).reshape(-1)
         n = max(u.shape[0], a.shape[0])
         if n == 0:
             return
-        self._user.append(np.pad(u, (0, n - u.shape[0])))
-        self._agent.append(np.pad(a, (0, n - a.shape[0])))
+        u, a = np.pad(u, (0, n - u.shape[0])), np.pad(a, (0, n - a.shape[0]))
+        if self.max_idle_samples is not None:
+            if not active:
+                self._idle.append((u, a))
+                self._idle_n += n
+                while self._idle_n > self.max_idle_samples:  # keep the newest: the next turn's lead-in
+                    dropped, _ = self._idle.pop(0)
+                    self._idle_n -= dropped.shape[0]
+                    self.left_out += dropped.shape[0]
+                return
+            idle, self._idle, self._idle_n = self._idle, [], 0
+            for iu, ia in idle:
+                self._append(iu, ia)
+        self._append(u, a)
+
+    def _append(self, u: np.ndarray, a: np.ndarray) -> None:
+        n = u.shape[0]
+        self._user.append(u)
+        self._agent.append(a)
         self._n += n
         while self.max_samples is not None and self._n - self._user[0].shape[0] >= self.max_samples:
             self._n -= self._user.pop(0).shape[0]

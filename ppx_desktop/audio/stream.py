@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from . import soundserver
 from .devices import AudioDeviceError, DeviceInfo, list_devices, load_backend, rescan, resolve_device
 from .echo import ECHO_MODES, EchoCanceller, EchoMonitor, make_canceller
 from .resample import FRAME, RATE, SILENCE_DB, Reframer, StreamResampler, level_db
@@ -139,6 +140,7 @@ class _Pipe:
         self.cap_times = np.zeros(self._n_times)
         self.ref_times = np.zeros(self._n_times)
         self.ref_offsets: collections.deque[float] = collections.deque(maxlen=64)
+        self.gain = 1.0  # output volume, applied as the callback plays (so it acts at once)
         # written only by the callback(s)
         self.callbacks = 0
         self.overflows = 0
@@ -195,6 +197,8 @@ class _Pipe:
         if n < frames:
             out[n:] = 0.0
             self.short_blocks += 1
+        if self.gain != 1.0:
+            out *= self.gain  # in place: no allocation in the callback
         return out
 
     def _clock_in(self, frames: int, now: float) -> None:
@@ -287,6 +291,7 @@ class AudioIO:
         self._in_db = self._out_db = SILENCE_DB
         self._short_seen = 0
         self._last_write = 0.0
+        self._volume = 1.0
         self._running = threading.Event()
         self._stop = threading.Event()  # wakes the supervisor at once on stop() (no polling sleep)
         self._supervisor: threading.Thread | None = None
@@ -348,8 +353,16 @@ class AudioIO:
     def _open(self) -> None:
         be = self.backend
         devices = list_devices(be)
-        d_in = resolve_device(self.config.input_device, "input", devices)
-        d_out = resolve_device(self.config.output_device, "output", devices)
+        names = [d.name for d in devices]
+        # A sound server's own device (soundserver.py) is opened through PortAudio's "pulse" device.
+        in_spec, in_env = soundserver.route(self.config.input_device, "input", names)
+        out_spec, out_env = soundserver.route(self.config.output_device, "output", names)
+        d_in = resolve_device(in_spec, "input", devices)
+        d_out = resolve_device(out_spec, "output", devices)
+        with soundserver.environment({**in_env, **out_env}):
+            self._open_streams(be, d_in, d_out)
+
+    def _open_streams(self, be, d_in: DeviceInfo, d_out: DeviceInfo) -> None:
         rate = self._pick_rate(d_in, d_out)
         want_duplex = self.config.duplex if self.config.duplex is not None else (
             d_in.hostapi == d_out.hostapi and not (_is_sound_server(d_in) or _is_sound_server(d_out)))
@@ -396,6 +409,7 @@ class AudioIO:
         if old is not None:  # keep the counters cumulative across reconnects
             self._base_overflows += old.overflows
             self._base_dropped_in += old.dropped_in
+        pipe.gain = self._volume
         self._pipe, self._streams = pipe, streams
         self._pending_mode = self._mode  # rebuild the canceller: the echo path changed
         log.info("audio on %r / %r at %d Hz, %s, latency %.0f ms", d_in.name, d_out.name, rate,
@@ -538,6 +552,17 @@ class AudioIO:
         if pipe is not None:
             pipe.play.request_skip(0)
             self._short_seen = pipe.short_blocks + 1  # the gap that follows is wanted, not an underrun
+
+    def set_volume(self, volume: float) -> None:
+        """Output volume from 0 (silent) to 1 (as generated); acts on audio already queued too."""
+        self._volume = min(1.0, max(0.0, float(volume)))
+        pipe = self._pipe
+        if pipe is not None:
+            pipe.gain = self._volume
+
+    @property
+    def volume(self) -> float:
+        return self._volume
 
     def playing(self) -> bool:
         pipe = self._pipe

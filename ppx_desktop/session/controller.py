@@ -9,9 +9,12 @@ One capture thread reads `AudioIO.read_frame` and, by mode:
   resumes by itself once playback ends.
 - "duplex": after `StartDuplex`, every captured frame goes to `worker.push_frame`.
 
-The conversation (the worker's streaming state) is untouched by mode switches. Every captured
-frame is also paired with the agent frame being played at that moment and added to a
-`Recorder`, so the saved stereo WAV lines up both sides in wall-clock time.
+The conversation (the worker's streaming state) is untouched by mode switches, but listening
+is not: a switch leaves the new mode stopped (a hands-free session does not become a live duplex
+one by itself). Every captured frame is also paired with the agent frame being played at that
+moment and added to a `Recorder`, so the saved stereo WAV lines up both sides in time; stretches
+where nobody talks are shortened (`IDLE_KEPT_S`), so the recording holds the turns, not the
+hours the window was open.
 
 Commands from the GUI thread (press, release, mode, listening) are queued and applied by the
 capture thread, so all routing state has a single owner and needs no lock.
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..audio.levels import ActivityHold
 from ..audio.recorder import Recorder
 from ..audio.vad import TurnDetector, VadConfig
 from .events import ErrorEvent, Respond, StartDuplex, StopDuplex, TurnFinished
@@ -40,6 +44,8 @@ FRAME = 1920
 MODES = ("ptt", "handsfree", "duplex")
 # Below this the output is treated as silent when guessing whether the duplex agent is talking.
 SPEAKING_DB = -45.0
+SPEAKING_HOLD_FRAMES = 8  # 640 ms: the duplex agent "speaks" through the pauses between its words
+IDLE_KEPT_S = 1.0  # idle stretches in the recording are shortened to this
 
 
 @dataclass(frozen=True)
@@ -57,10 +63,12 @@ class UserTurn:
 class ListenState:
     """What the microphone side is doing: "ready" (push to talk, idle), "listening", "hearing_you",
     "waiting" (a turn was submitted; the worker's Status tells thinking/speaking), "speaking"
-    (agent audio still playing), "stopped" (hands-free or duplex not listening)."""
+    (agent audio still playing), "replaying" (the user's own turn is played back), "stopped"
+    (hands-free or duplex not listening). `muted`: the model hears silence instead of the mic."""
 
     state: str
     mode: str
+    muted: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class ConversationController:
         self.worker = worker
         self.audio = audio
         self.on_event = on_event
-        self.recorder = recorder if recorder is not None else Recorder()
+        self.recorder = recorder if recorder is not None else Recorder(max_idle_s=IDLE_KEPT_S)
         self._vad = vad
         self._detector = TurnDetector(vad)
         self.mode = "ptt"
@@ -103,11 +111,15 @@ class ConversationController:
         self._duplex_turn = 0
         self._duplex_frames: list[np.ndarray] = []
         self._duplex_started = 0.0
-        self._state = ""
+        self._state: ListenState | None = None
+        self._muted = False
+        self._replaying = False
+        self._agent_voice = ActivityHold(SPEAKING_DB, SPEAKING_HOLD_FRAMES)
         self.frames_captured = 0
         # The recorder is appended to by the capture thread and saved from the GUI thread.
         self._rec_lock = threading.Lock()
         worker.audio_sink = self._on_agent_frame
+        worker.preview_sink = self._on_preview_frame
 
     # --- GUI-thread API (queued) ---
 
@@ -129,6 +141,16 @@ class ConversationController:
         self._thread.join(timeout)
         self._thread = None
         self.audio.stop()
+
+    def replace_audio(self, audio) -> None:
+        """Carries on with other audio devices (settings changed): stops capture (a live duplex
+        session ends), swaps the `AudioIO` and starts again; raises what `audio.start()` raises."""
+        running = self._thread is not None
+        self.close()
+        self.audio = audio
+        self._agent_frames.clear()
+        if running:
+            self.open()
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
@@ -153,6 +175,20 @@ class ConversationController:
         """Hands-free and duplex: switch the microphone on or off (duplex starts/stops the stream)."""
         self._commands.put(("listen", bool(on)))
 
+    def toggle_listening(self) -> None:
+        """Start/stop as one command, applied in order with everything else: the switch's state
+        has one owner (the capture thread), so quick presses and a session the worker ended
+        never make the control read backwards."""
+        self._commands.put(("toggle", None))
+
+    def set_muted(self, on: bool) -> None:
+        """While muted the model hears silence (turns cannot start; duplex goes on, deaf)."""
+        self._commands.put(("mute", bool(on)))
+
+    def replay(self, pcm: np.ndarray) -> None:
+        """Plays the user's own audio back while the agent is quiet (shown as "replaying")."""
+        self._commands.put(("replay", np.asarray(pcm, dtype=np.float32).reshape(-1)))
+
     def interrupt(self) -> None:
         """Stops the agent now: the running turn and the queued playback (a latched stop)."""
         self.worker.cancel()
@@ -160,7 +196,12 @@ class ConversationController:
         self._agent_frames.clear()
 
     def on_worker_event(self, event) -> None:
-        """Feed the worker's events here (any thread): a finished turn lets hands-free listen again."""
+        """Feed the worker's events here (any thread): a finished turn lets hands-free listen again;
+        a live session the worker ended (stopped, an error) is over for the microphone too."""
+        if isinstance(event, TurnFinished) and event.mode == "duplex":
+            self._commands.put(("duplex_ended", event.turn_id))
+        elif isinstance(event, ErrorEvent) and event.command == "StartDuplex":
+            self._commands.put(("duplex_ended", None))
         if isinstance(event, TurnFinished) or (isinstance(event, ErrorEvent) and event.command == "Respond"):
             self._commands.put(("finished", getattr(event, "turn_id", None)))
 
@@ -183,13 +224,22 @@ class ConversationController:
 
     @property
     def state(self) -> str:
-        return self._state
+        return self._state.state if self._state is not None else ""
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
 
     # --- agent audio (worker thread) ---
 
     def _on_agent_frame(self, pcm: np.ndarray) -> None:
         self.audio.write_frame(pcm)
         self._agent_frames.append(np.asarray(pcm, dtype=np.float32))
+
+    def _on_preview_frame(self, pcm: np.ndarray) -> None:
+        # A voice preview is heard like a replay, and kept out of the conversation's recording.
+        self.audio.write_frame(pcm)
+        self._replaying = True
 
     # --- capture thread ---
 
@@ -226,6 +276,8 @@ class ConversationController:
                 self._release()
             elif name == "listen":
                 self._set_listening(value)
+            elif name == "toggle":
+                self._set_listening(not self._listening)
             elif name == "finished":
                 if value is None or value == self._pending_turn:
                     self._pending_turn = 0
@@ -233,6 +285,16 @@ class ConversationController:
                 self._vad = value
                 self._detector = TurnDetector(value)
                 self._in_speech = False
+            elif name == "mute":
+                self._muted = value
+                self._detector.reset()
+                self._in_speech = False
+            elif name == "replay":
+                self._replay(value)
+            elif name == "duplex_ended":
+                if self._duplex_turn and value in (None, self._duplex_turn):
+                    self._stop_duplex(tell_worker=False)
+                    self._listening = False
 
     def _switch_mode(self, mode: str) -> None:
         if mode == self.mode:
@@ -244,11 +306,18 @@ class ConversationController:
         self._detector.reset()
         self._in_speech = False
         self.mode = mode
-        # Push to talk never listens on its own; the other modes keep the listening switch.
-        if mode == "ptt":
-            self._listening = False
-        elif mode == "duplex" and self._listening:
-            self._start_duplex()
+        # Every mode starts stopped: listening in one mode is no promise to listen in another
+        # (a hands-free session turning into live duplex started the agent talking unasked).
+        self._listening = False
+
+    def _replay(self, pcm: np.ndarray) -> None:
+        if self._agent_busy() or self._duplex_turn or self._pressed:
+            log.info("replay ignored: the agent or the user is talking")
+            return
+        self._replaying = True
+        for start in range(0, len(pcm), FRAME):
+            chunk = pcm[start:start + FRAME]
+            self.audio.write_frame(np.pad(chunk, (0, FRAME - len(chunk))))
 
     def _press(self) -> None:
         if self.mode != "ptt" or self._pressed:
@@ -256,6 +325,7 @@ class ConversationController:
         # Talking over the agent interrupts it, and what it had not said yet is dropped.
         if self._pending_turn or self.worker.busy or self.audio.playing():
             self.interrupt()
+        self._replaying = False
         self._pressed, self._held, self._held_started = True, [], time.time()
 
     def _release(self) -> None:
@@ -283,10 +353,12 @@ class ConversationController:
         self._duplex_frames, self._duplex_started = [], time.time()
         self.worker.submit(StartDuplex(turn_id=self._duplex_turn))
 
-    def _stop_duplex(self) -> None:
+    def _stop_duplex(self, tell_worker: bool = True) -> None:
         if not self._duplex_turn:
             return
-        self.worker.submit(StopDuplex())
+        if tell_worker:
+            self.worker.submit(StopDuplex())
+        self._agent_voice.reset()
         if self._duplex_frames:
             audio = np.concatenate(self._duplex_frames)
             self.on_event(UserTurn(self._duplex_turn, "duplex", audio, self._duplex_started,
@@ -309,10 +381,13 @@ class ConversationController:
         return bool(self._pending_turn) or self.worker.busy or self.audio.playing()
 
     def _route(self, frame: np.ndarray) -> None:
-        user = frame
+        if self._muted:
+            frame = np.zeros_like(frame)
+        user, active = frame, False
         if self.mode == "ptt":
             if self._pressed:
                 self._held.append(frame)
+                active = True
             else:
                 user = np.zeros_like(frame)  # the recording holds only what the user chose to send
         elif self.mode == "handsfree" and self._listening:
@@ -322,15 +397,19 @@ class ConversationController:
                     self._in_speech = False
             else:
                 self._detect(frame)
+            active = self._in_speech
         elif self.mode == "duplex" and self._duplex_turn:
             self.worker.push_frame(frame)
             self._duplex_frames.append(frame)
             self._detect(frame, submit=False)
-        elif self.mode != "duplex" or not self._listening:
+            self._agent_voice.push(self.audio.stats.output_level_db)
+            active = True
+        else:
             user = np.zeros_like(frame)
-        agent = self._agent_frames.popleft() if self._agent_frames else np.zeros(FRAME, dtype=np.float32)
+        agent = self._agent_frames.popleft() if self._agent_frames else None
         with self._rec_lock:
-            self.recorder.add(user, agent)
+            self.recorder.add(user, agent if agent is not None else np.zeros(FRAME, np.float32),
+                              active=active or agent is not None)
 
     def _detect(self, frame: np.ndarray, submit: bool = True) -> None:
         event = self._detector.push(frame)
@@ -345,27 +424,35 @@ class ConversationController:
                 self._submit_turn(np.asarray(event.audio, dtype=np.float32), time.time() - duration)
 
     def _update_state(self) -> None:
+        playing = self.audio.playing()
+        if self._replaying and not playing:
+            self._replaying = False
         if self.mode == "ptt":
             state = "hearing_you" if self._pressed else "waiting" if self._pending_turn or self.worker.busy \
-                else "speaking" if self.audio.playing() else "ready"
+                else "replaying" if self._replaying else "speaking" if playing else "ready"
         elif self.mode == "handsfree":
-            if not self._listening:
+            if self._replaying:
+                state = "replaying"
+            elif not self._listening:
                 state = "stopped"
             elif self._pending_turn or self.worker.busy:
                 state = "waiting"
-            elif self.audio.playing():
+            elif playing:
                 state = "speaking"
             else:
                 state = "hearing_you" if self._in_speech else "listening"
         else:
-            if not self._duplex_turn:
+            if self._replaying:
+                state = "replaying"
+            elif not self._duplex_turn:
                 state = "stopped"
             elif self._in_speech:
                 state = "hearing_you"
-            elif self.audio.stats.output_level_db > SPEAKING_DB:
+            elif self._agent_voice.active:
                 state = "speaking"
             else:
                 state = "listening"
-        if state != self._state:
-            self._state = state
-            self.on_event(ListenState(state, self.mode))
+        current = ListenState(state, self.mode, self._muted)
+        if current != self._state:
+            self._state = current
+            self.on_event(current)

@@ -103,6 +103,20 @@ class Diagnostics:
 
 
 @dataclass
+class Suspended:
+    """A conversation's place, kept by `Conversation.suspend`."""
+
+    state: PromptState
+    codec: tp.Any  # the frame step's CodecState snapshot
+    start: PromptState | None
+    voice_name: str | None
+    prompt: str
+    clock: int = 0
+    keeper: tp.Any = None  # the context keeper (history, refresh count) as it was
+    transcriber: tp.Any = None  # the speech-to-text state and the user's pending words
+
+
+@dataclass
 class TurnResult:
     pcm: np.ndarray  # the agent's answer, 24 kHz float32
     text: str
@@ -322,6 +336,32 @@ class Conversation:
         self.prefiller.frames(self.state, trial)
         self.keeper.measured((self._sync_time() - t0) * 1e3, frames)
         self._start_snapshot.apply(self.state)
+    def suspend(self) -> Suspended:
+        """Everything needed to come back to this point after using the conversation for
+        something else (a voice preview): the used part of the state, the codec, the prompts."""
+        import copy
+
+        stt = None
+        if self.transcriber is not None:
+            pending = copy.copy(self.user_transcript.__dict__)
+            pending["lines"] = list(pending["lines"])
+            pending["_tokens"] = list(pending["_tokens"])
+            stt = (self.transcriber.state.snapshot(), pending)
+        return Suspended(PromptState.capture(self.state), self.codec.snapshot(), self._start_snapshot,
+                         self.voice_name, self.prompt, self.clock, copy.deepcopy(self.keeper), stt)
+
+    def resume(self, saved: Suspended) -> None:
+        saved.state.apply(self.state)
+        self.codec.restore(saved.codec)
+        self._start_snapshot, self.voice_name, self.prompt = saved.start, saved.voice_name, saved.prompt
+        self._prev_text_probs = None
+        self.clock = saved.clock
+        if saved.keeper is not None:
+            self.keeper = saved.keeper
+        if saved.transcriber is not None and self.transcriber is not None:
+            state, pending = saved.transcriber
+            self.transcriber.state.restore(state)
+            self.user_transcript.__dict__.update(pending)
 
     # --- context ----------------------------------------------------------------------------
     @property

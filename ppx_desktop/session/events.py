@@ -73,6 +73,16 @@ class StopDuplex:
 
 
 @dataclass(frozen=True)
+class PreviewVoice:
+    """A few seconds of the agent greeting in `voice` (with this persona), to hear before choosing;
+    the conversation carries on afterwards exactly where it was."""
+
+    voice: str
+    prompt: str = ""
+    max_steps: int = 60
+
+
+@dataclass(frozen=True)
 class Reset:
     """A fresh conversation with the current voice and prompt (restores the post-prompt state)."""
 
@@ -101,8 +111,9 @@ class Shutdown:
 
 # --- events -----------------------------------------------------------------------------------
 
-STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "speaking", "duplex", "idle", "stopped",
-          "error")
+# "buffering": an answer is being generated but held back until it can play without a gap.
+STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "buffering", "speaking", "duplex",
+          "previewing", "idle", "stopped", "error")
 
 
 @dataclass(frozen=True)
@@ -164,6 +175,12 @@ class AgentAudio:
     pcm: np.ndarray  # [1920] float32
 
 
+@dataclass(frozen=True, eq=False)
+class VoicePreview:
+    voice: str
+    pcm: np.ndarray  # 24 kHz float32, the whole sample
+
+
 @dataclass(frozen=True)
 class AgentText:
     turn_id: int
@@ -192,6 +209,7 @@ class StepStats:
     context_size: int
     refreshes: int = 0  # context refreshes so far in this conversation (session/context.py)
     refresh_ms: float = 0.0  # how long the last one held the conversation up
+    wait_s: float = 0.0  # turn-based: how long the last answer took to start playing after the turn began
 
 
 @dataclass(frozen=True)

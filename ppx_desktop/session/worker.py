@@ -23,6 +23,7 @@ import numpy as np
 from ..engine.config import FRAME_RATE, FRAME_SIZE
 from . import events as ev
 from .duplex import FrameQueue
+from .preroll import PreRoll, StepTimes
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class InferenceWorker:
 
         self.on_event = on_event
         self.audio_sink = audio_sink
+        self.preview_sink: tp.Callable[[np.ndarray], None] | None = None  # voice previews (not the conversation)
         self.underruns = underruns
         self.input = FrameQueue(max_input_lag_frames)
         self.cache = PromptStateCache(state_cache_dir)
@@ -75,6 +77,8 @@ class InferenceWorker:
         self.transcription = ""  # its precision while it runs
         self.model_dir: Path | None = None
         self._last_start: ev.StartConversation | None = None
+        self.clock: tp.Callable[[], float] = time.perf_counter  # replaceable: tests run a manual clock
+        self.step_times = StepTimes()  # this model's recent frame times, for the answers' pre-roll
         self.thread = threading.Thread(target=self._run, name="ppx-inference", daemon=True)
 
     # --- any thread -------------------------------------------------------------------------
@@ -151,6 +155,7 @@ class InferenceWorker:
             ev.Respond: self._respond,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
             ev.CreateVoice: self._create_voice, ev.SetTranscription: self._transcription,
+            ev.PreviewVoice: self._preview,
         }.get(type(command))
         if handler is None:
             self._emit(ev.ErrorEvent(f"unknown command {name}", "internal", name))
@@ -210,6 +215,7 @@ class InferenceWorker:
         self._emit(ev.Status("warming_up"))
         _warm_up(model)
         self.model = model
+        self.step_times = StepTimes()  # a new model or device has its own pace
         streamer = model.lm.streamer
         from ..assets.voices import usable_voices
 
@@ -299,6 +305,28 @@ class InferenceWorker:
         self._emit_stats(0.0, 0, conv)
         self._emit(ev.Status("idle"))
 
+    def _preview(self, seq: int, cmd: ev.PreviewVoice) -> None:
+        conv = self._require_conversation()
+        cancelled = _Cancelled(self, seq)
+        self._emit(ev.Status("previewing", f"voice {cmd.voice}"))
+        saved = conv.suspend()
+        if conv.user_transcript is not None:
+            conv.user_transcript.on_line = None  # the preview's silence is not the user's words
+        try:
+            conv.start(cmd.voice, cmd.prompt)
+            # Half a second of the user saying nothing: the agent greets, as at a call's start.
+            stream = conv.respond_stream(np.zeros(6 * FRAME_SIZE, np.float32), cmd.max_steps, True, cancel=cancelled)
+            pcm = [chunk.pcm for chunk in stream]
+        finally:
+            conv.resume(saved)
+        if not cancelled.is_set() and pcm:
+            # Played from this thread, like every agent frame: the output has one producer.
+            if self.preview_sink is not None:
+                for frame in pcm:
+                    self.preview_sink(frame)
+            self._emit(ev.VoicePreview(cmd.voice, np.concatenate(pcm)))
+        self._emit(ev.Status("idle"))
+
     def _respond(self, seq: int, cmd: ev.Respond) -> None:
         conv = self._require_conversation()
         audio = np.asarray(cmd.audio, dtype=np.float32).reshape(-1)
@@ -310,16 +338,49 @@ class InferenceWorker:
         self._emit(ev.Status("thinking"))
         self._user_text_to(conv, cmd.turn_id)
         stream = conv.respond_stream(audio, cmd.max_steps, cmd.early_stop, cancel=cancelled)
-        t_last = time.perf_counter()
-        for chunk in stream:
-            if chunk.step == 0:
+        clock = self.clock
+        t_start = t_last = clock()
+        user_frames = -(-len(audio) // FRAME_SIZE)
+        played: list[str] = []
+        waited: list[float] = []
+        step_ms = [0.0]
+        frames_played = [0]
+
+        def play(pcm, text) -> None:
+            if cancelled.is_set():  # Stop pressed while held frames were being handed on
+                return
+            if not waited:
+                waited.append(clock() - t_start)
                 self._emit(ev.Status("speaking"))
-            self._deliver(cmd.turn_id, chunk.pcm, chunk.text)
-            now = time.perf_counter()
-            if chunk.step % STATS_EVERY == 0:
-                self._emit_stats((now - t_last) * 1e3, 0, conv)
-            t_last = now
+                self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0])
+            self._deliver(cmd.turn_id, pcm, text)
+            frames_played[0] += 1
+            if text:
+                played.append(text)
+
+        # On a GPU slower than real time the answer waits until the rest will arrive in time.
+        gate = PreRoll(play, cmd.max_steps, self.step_times)
+        for chunk in stream:
+            now = clock()
+            if chunk.step == 0:  # the user's frames and this one ran since the start: their pace
+                step = (now - t_start) / (user_frames + 1)
+                self.step_times.add(step, user_frames + 1)
+            else:
+                step = now - t_last
+                self.step_times.add(step)
+            t_last, step_ms[0] = now, step * 1e3
+            if not gate.push(chunk.pcm, chunk.text) and chunk.step == 0:
+                self._emit(ev.Status("buffering", "preparing the answer"))
+            if chunk.step and chunk.step % STATS_EVERY == 0:
+                self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0] if waited else 0.0)
         r = stream.result
+        if r.end != "cancelled":
+            gate.flush()
+        if r.end == "cancelled" or cancelled.is_set():
+            gate.drop()  # what was not played yet is never played, nor shown
+            self._finish_turn(cmd.turn_id, "turn", "cancelled", "".join(played).strip(), r.steps, len(audio),
+                              frames_played[0] * FRAME_SIZE)
+            return
         self._finish_turn(cmd.turn_id, "turn", r.end, r.text, r.steps, len(audio), r.steps * FRAME_SIZE)
 
     def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
@@ -379,11 +440,11 @@ class InferenceWorker:
         self._emit(ev.TurnFinished(turn_id, mode, end, text, steps, user_samples / rate, agent_samples / rate))
         self._emit(ev.Status("idle"))
 
-    def _emit_stats(self, step_ms: float, lag: int, conv) -> None:
+    def _emit_stats(self, step_ms: float, lag: int, conv, wait_s: float = 0.0) -> None:
         last = conv.last_refresh
         self._emit(ev.StepStats(step_ms, step_ms / (1000.0 / FRAME_RATE), lag, self.input.dropped,
                                 self.underruns() if self.underruns else 0, conv.context_used, conv.context_size,
-                                conv.refresh_count, last.stall_ms if last is not None else 0.0))
+                                conv.refresh_count, last.stall_ms if last is not None else 0.0, wait_s))
 
 
 def next_conversation(old, model, sampling, seed, cache, **options):

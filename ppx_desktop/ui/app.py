@@ -2,7 +2,8 @@
 
 `run_app` is what `ppx-desktop` (no subcommand) and `python -m ppx_desktop` end in, through
 the launcher. Which model opens: `--model-dir`, else `--demo`'s tiny model, else the folder the
-user chose last time, else a verified download; with none of them the setup dialog asks.
+user chose last time (or the demo, when that was their choice), else a verified download; with
+none of them the setup dialog asks.
 """
 
 from __future__ import annotations
@@ -59,20 +60,24 @@ def ensure_application(argv: list[str] | None = None):
     return app
 
 
-def make_audio(settings, test_input: np.ndarray | None = None, speed: float = 1.0):
+def make_audio(settings, test_input: np.ndarray | None = None, speed: float = 1.0, backend=None):
     """The AudioIO for the settings; with `test_input` (possibly empty) the test device replaces the
-    sound card: it plays that audio as the microphone at `speed` times real time."""
+    sound card: it plays that audio as the microphone at `speed` times real time. `backend`: the
+    sound card to use (the one already in use, when the settings change)."""
     from ..audio import AudioConfig, AudioIO
-
-    if test_input is None:
-        config = AudioConfig(input_device=settings.input_device or None,
-                             output_device=settings.output_device or None, echo=settings.echo)
-        return AudioIO(config, backend=None)
     from ..audio.testdevice import TestDevice
 
-    # A virtual device cannot be unplugged: a long stall only means a starved machine, not a lost device.
-    config = AudioConfig(echo="off", monitor_echo=False, stall_timeout_s=120.0)
-    return AudioIO(config, backend=TestDevice(test_input, speed=speed))
+    if test_input is not None:
+        backend = TestDevice(test_input, speed=speed)
+    if isinstance(backend, TestDevice):
+        # A virtual device cannot be unplugged: a long stall only means a starved machine, not a lost device.
+        config = AudioConfig(echo="off", monitor_echo=False, stall_timeout_s=120.0)
+    else:
+        config = AudioConfig(input_device=settings.input_device or None,
+                             output_device=settings.output_device or None, echo=settings.echo)
+    audio = AudioIO(config, backend=backend)
+    audio.set_volume(settings.volume)
+    return audio
 
 
 def create_window(store=None, audio=None, test_input: np.ndarray | None = None, speed: float = 1.0):
@@ -86,15 +91,52 @@ def create_window(store=None, audio=None, test_input: np.ndarray | None = None, 
     if audio is None:
         audio = make_audio(settings, test_input, speed)
     bridge = EngineBridge(audio, VadConfig(end_silence_s=settings.vad_end_silence_s, threshold=settings.vad_threshold))
-    window = MainWindow(bridge, store)
+    # New settings reopen the same sound card (the real one, or a test device) with new devices.
+    window = MainWindow(bridge, store, audio_factory=lambda s: make_audio(s, backend=bridge.audio.backend))
     window.setWindowIcon(app_icon())
     return window
+
+
+def gpu_verdict() -> tuple[str | None, str]:
+    """(mode, first line) of the GPU check: the saved first-run report, else a fresh check."""
+    import json
+
+    from .. import gpucheck
+
+    try:
+        path = gpucheck.saved_report_path()
+        if path.is_file():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return data.get("mode"), (data.get("verdict") or [""])[0]
+        report = gpucheck.check_gpu()
+        return report.mode, report.verdict[0]
+    except Exception:  # the dialog works without it; the probe guards its own calls
+        log.exception("GPU check for the setup dialog failed")
+        return None, ""
+
+
+def ask_for_model(window) -> tuple[Path | None, bool] | None:
+    """The setup dialog: (model_dir, demo) as chosen, None if closed. The choice is remembered."""
+    from .settings import save_settings
+    from .setup_dialog import SetupDialog
+
+    mode, summary = gpu_verdict()
+    dialog = SetupDialog(window, gpu_mode=mode, gpu_summary=summary)
+    if not dialog.exec():
+        return None
+    s = window.settings
+    if dialog.choice == "demo":
+        s.use_demo = True
+    else:
+        s.use_demo, s.model_dir = False, str(dialog.model_dir)
+    save_settings(s, window.store)  # remembered now, not only when the window closes
+    return (None, True) if dialog.choice == "demo" else (dialog.model_dir, False)
 
 
 def choose_model(window, demo: bool, model_dir: str | None) -> tuple[Path | None, bool] | None:
     """(model_dir, demo) to load, asking with the setup dialog when nothing is found; None if the user quits."""
     from ..assets.hub import find_model_dir
-    from .setup_dialog import SetupDialog, missing_model_files
+    from .setup_dialog import missing_model_files
 
     if model_dir:
         return Path(model_dir), False
@@ -106,13 +148,9 @@ def choose_model(window, demo: bool, model_dir: str | None) -> tuple[Path | None
     found = find_model_dir()
     if found is not None:
         return found, False
-    dialog = SetupDialog(window)
-    if not dialog.exec():
-        return None
-    if dialog.choice == "demo":
+    if window.settings.use_demo:
         return None, True
-    window.settings.model_dir = str(dialog.model_dir)
-    return dialog.model_dir, False
+    return ask_for_model(window)
 
 
 def first_run_gpu_message(parent=None):
@@ -217,4 +255,15 @@ def run_app(demo: bool = False, model_dir: str | None = None, self_test: bool = 
         return 0
     window.show()
     window.load_model(*choice)
-    return app.exec()
+    code = app.exec()
+    _tear_down(window)
+    return code
+
+
+def _tear_down(window) -> None:
+    """Deletes the window while the QApplication still exists, so Qt objects go in Qt's order
+    and not in whatever order the interpreter's shutdown collects their Python wrappers."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    window.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)

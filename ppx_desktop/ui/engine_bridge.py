@@ -3,22 +3,41 @@
 `InferenceWorker` and `ConversationController` call back from their own threads; emitting a
 Signal from there is queued by Qt to the GUI thread (the receivers live there), so widgets are
 only ever touched on the GUI thread. Slots submit commands; nothing here blocks on the model.
+The audio layer's own events (a device lost or back, the agent's voice heard in the microphone)
+and whether the devices could be opened at all (`AudioStatus`) come through the same signal.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from ..audio.vad import VadConfig
-from ..session.controller import ControllerError, ConversationController
-from ..session.events import CreateVoice, LoadModel, Reset, StartConversation, VoiceCreated  # noqa: F401
+from ..session.controller import ConversationController
+from ..session.events import (
+    CreateVoice,
+    LoadModel,
+    PreviewVoice,
+    Reset,
+    SetTranscription,
+    StartConversation,
+    VoiceCreated,  # noqa: F401 (the window imports it from here)
+)
 from ..session.worker import InferenceWorker
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AudioStatus:
+    """Whether the audio devices are open; `message` says what failed and what to do."""
+
+    ok: bool
+    message: str = ""
 
 
 class EngineBridge(QObject):
@@ -32,6 +51,7 @@ class EngineBridge(QObject):
     def __init__(self, audio, vad: VadConfig, parent=None) -> None:
         super().__init__(parent)
         self.audio = audio
+        audio.on_event = self.event.emit  # device lost/restored, echo heard: called on the audio threads
         self.worker = InferenceWorker(on_event=self._from_worker)
         self.controller = ConversationController(self.worker, audio, vad, on_event=self.event.emit)
         self.audio_ok = False
@@ -43,12 +63,52 @@ class EngineBridge(QObject):
             return
         self._started = True
         self.worker.start()
+        self._open_audio()
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def _open_audio(self) -> None:
         try:
             self.controller.open()
-            self.audio_ok = True
         except Exception as exc:  # device errors from PortAudio vary by platform; the message is what matters
-            log.exception("audio devices could not be opened")
-            self.event.emit(ControllerError(f"The audio devices could not be opened: {exc}"))
+            log.warning("audio devices could not be opened: %s", exc)
+            self.audio_ok = False
+            self.event.emit(AudioStatus(False, f"No sound: {exc}"))
+            return
+        self.audio_ok = True
+        self.event.emit(AudioStatus(True))
+
+    def retry_audio(self) -> None:
+        """Looks for the devices again (after plugging one in or starting the sound server)."""
+        if self.audio_ok:
+            return
+        from ..audio.devices import rescan
+
+        try:
+            rescan(self.audio.backend)  # PortAudio lists devices once; a new one needs a fresh look
+        except Exception as exc:  # no PortAudio at all: opening reports it with advice
+            log.info("device rescan failed: %s", exc)
+        self.controller.close()
+        self._open_audio()
+
+    def use_audio(self, audio) -> None:
+        """Switches to other devices (the settings changed) without restarting the app; a live
+        duplex session ends. A failure to open them is reported like any other."""
+        old = self.audio
+        old.on_event = None
+        audio.on_event = self.event.emit
+        audio.set_volume(old.volume)
+        self.controller.close()
+        self.controller.replace_audio(audio)  # not capturing now: only swaps
+        self.audio = audio
+        try:
+            old.close()
+        except Exception:  # a device that vanished cannot be closed cleanly
+            log.exception("closing the old audio devices failed")
+        if self._started:
+            self._open_audio()
 
     def _from_worker(self, event) -> None:
         self.controller.on_worker_event(event)
@@ -57,9 +117,14 @@ class EngineBridge(QObject):
     # --- commands ---
 
     def load_model(self, model_dir=None, demo: bool = False, device: str | None = None, dtype: str | None = None,
-                   quant: str | None = None, offload_layers: int | None = 0, context: int | None = None) -> None:
+                   quant: str | None = None, offload_layers: int | None = 0, context: int | None = None,
+                   transcription: bool = False) -> None:
         self.worker.submit(LoadModel(model_dir=model_dir, demo=demo, device=device, dtype=dtype, quant=quant,
-                                     offload_layers=offload_layers, context=context))
+                                     offload_layers=offload_layers, context=context, transcription=transcription))
+
+    def set_transcription(self, on: bool) -> None:
+        """Speech-to-text on (loaded if it fits) or off (its memory freed); the conversation restarts."""
+        self.worker.submit(SetTranscription(on))
 
     def start_conversation(self, voice: str, prompt: str, sampling=None, seed: int | None = None,
                            context=None) -> None:
@@ -88,6 +153,21 @@ class EngineBridge(QObject):
     def set_listening(self, on: bool) -> None:
         self.controller.set_listening(on)
 
+    def toggle_listening(self) -> None:
+        self.controller.toggle_listening()
+
+    def set_muted(self, on: bool) -> None:
+        self.controller.set_muted(on)
+
+    def set_volume(self, volume: float) -> None:
+        self.audio.set_volume(volume)
+
+    def set_echo(self, mode: str) -> None:
+        self.audio.set_echo_mode(mode)
+
+    def preview_voice(self, voice: str, prompt: str = "") -> None:
+        self.worker.submit(PreviewVoice(voice=voice, prompt=prompt))
+
     def interrupt(self) -> None:
         self.controller.interrupt()
 
@@ -97,12 +177,8 @@ class EngineBridge(QObject):
         self.worker.submit(CreateVoice(name, wav_path, consent))
 
     def play(self, pcm) -> None:
-        """Plays audio through the output (e.g. replaying what the model heard)."""
-        frame = 1920
-        pcm = np.asarray(pcm, dtype=np.float32)
-        for start in range(0, len(pcm), frame):
-            chunk = pcm[start:start + frame]
-            self.audio.write_frame(np.pad(chunk, (0, frame - len(chunk))))
+        """Plays the user's own audio back (what the model heard), while the agent is quiet."""
+        self.controller.replay(np.asarray(pcm, dtype=np.float32))
 
     def shutdown(self, timeout: float = 1.0) -> bool:
         """Stops capture and the inference thread; True if the worker ended within `timeout`."""

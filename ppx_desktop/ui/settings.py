@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ class Key(str, enum.Enum):
     VOICE = "conversation/voice"
     PROMPT_PRESET = "conversation/prompt_preset"
     PROMPT_TEXT = "conversation/prompt_text"
+    PROMPT_FIELDS = "conversation/prompt_fields"
     MAX_STEPS = "conversation/max_steps"
     EARLY_STOP = "conversation/early_stop"
     CONTEXT_REFRESH = "conversation/context_refresh"
@@ -43,6 +45,7 @@ class Key(str, enum.Enum):
     INPUT_DEVICE = "audio/input_device"
     OUTPUT_DEVICE = "audio/output_device"
     ECHO = "audio/echo"
+    VOLUME = "audio/volume"
     VAD_THRESHOLD = "audio/vad_threshold"
     VAD_END_SILENCE = "audio/vad_end_silence_s"
     TEMP_TEXT = "sampling/temp_text"
@@ -55,7 +58,9 @@ class Key(str, enum.Enum):
     QUANT = "engine/quant"
     OFFLOAD = "engine/offload"
     CONTEXT_FRAMES = "engine/context_frames"
+    TRANSCRIPTION = "engine/transcription"
     MODEL_DIR = "engine/model_dir"
+    USE_DEMO = "engine/use_demo"
     GEOMETRY = "window/geometry"
 
 
@@ -65,6 +70,7 @@ class AppSettings:
     voice: str = "NATF2"
     prompt_preset: str = "assistant"
     prompt_text: str = ""
+    prompt_fields: str = ""  # JSON object: the preset's field values the text was made from
     max_steps: int = DEFAULT_STEPS
     early_stop: bool = True
     context_refresh: bool = True  # False: the context scrolls like the reference's
@@ -72,6 +78,7 @@ class AppSettings:
     input_device: str = ""  # "" = the system default device
     output_device: str = ""
     echo: str = "aec3"
+    volume: float = 1.0  # output volume, 0..1
     vad_threshold: float = 0.5
     vad_end_silence_s: float = 1.5
     temp_text: float = 0.7
@@ -84,7 +91,9 @@ class AppSettings:
     quant: str = "auto"  # the best that fits the GPU (engine/model.py choose_quant)
     offload: str = "auto"  # layers the GPU cannot hold stream from host memory (turn-based only)
     context_frames: int = 0  # frames of conversation in view at most (0: the model's own, shorter if the GPU needs)
+    transcription: bool = True  # the user's words by the speech-to-text model, when it is downloaded and fits
     model_dir: str = ""
+    use_demo: bool = False  # the first-run choice of the demo model, kept until a real model is chosen
     geometry: bytes = b""
 
 
@@ -135,6 +144,13 @@ def _bool(value):
     raise ValueError(value)
 
 
+def _json_object(value):
+    text = str(value)
+    if text and not isinstance(json.loads(text), dict):
+        raise ValueError(value)
+    return text
+
+
 def _bytes(value):
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
@@ -148,6 +164,7 @@ _FIELDS = {
     "voice": (Key.VOICE, str),
     "prompt_preset": (Key.PROMPT_PRESET, str),
     "prompt_text": (Key.PROMPT_TEXT, str),
+    "prompt_fields": (Key.PROMPT_FIELDS, _json_object),
     "max_steps": (Key.MAX_STEPS, _int_range(MIN_STEPS, MAX_STEPS)),
     "early_stop": (Key.EARLY_STOP, _bool),
     "context_refresh": (Key.CONTEXT_REFRESH, _bool),
@@ -155,6 +172,7 @@ _FIELDS = {
     "input_device": (Key.INPUT_DEVICE, str),
     "output_device": (Key.OUTPUT_DEVICE, str),
     "echo": (Key.ECHO, _choice(ECHO_MODES)),
+    "volume": (Key.VOLUME, _float_range(0.0, 1.0)),
     "vad_threshold": (Key.VAD_THRESHOLD, _float_range(0.0, 1.0)),
     "vad_end_silence_s": (Key.VAD_END_SILENCE, _float_range(0.2, 5.0)),
     "temp_text": (Key.TEMP_TEXT, _float_range(0.0, 2.0)),
@@ -167,7 +185,9 @@ _FIELDS = {
     "quant": (Key.QUANT, _choice(QUANTS)),
     "offload": (Key.OFFLOAD, _choice(OFFLOADS)),
     "context_frames": (Key.CONTEXT_FRAMES, _int_choice(CONTEXTS)),
+    "transcription": (Key.TRANSCRIPTION, _bool),
     "model_dir": (Key.MODEL_DIR, str),
+    "use_demo": (Key.USE_DEMO, _bool),
     "geometry": (Key.GEOMETRY, _bytes),
 }
 
@@ -193,6 +213,15 @@ def save_settings(settings: AppSettings, store: QSettings | None = None) -> None
         key, _ = _FIELDS[field.name]
         store.setValue(key.value, getattr(settings, field.name))
     store.sync()
+
+
+def prompt_fields(settings: AppSettings) -> dict[str, str]:
+    """The saved field values of the persona preset ({} when none were saved)."""
+    try:
+        data = json.loads(settings.prompt_fields) if settings.prompt_fields else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
 def step_seconds(steps: int) -> float:

@@ -4,6 +4,10 @@ existing folder, or try the tiny demo model.
 The download runs `assets.hub.download_model` on a plain thread; its progress callback emits a
 Qt signal (queued to the GUI thread). Cancelling sets the hub's cancel Event; the partial files
 are kept, so "Resume" continues where it stopped. Errors are shown as the hub words them.
+
+The memory figures come from the engine's memory plan (`model_memory_gib`), never typed in; on a
+machine the GPU check says cannot run the model, Download is not the default button (the demo
+is) and the dialog says why.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QFileDialog,
     QGroupBox,
@@ -45,6 +50,34 @@ def _human_time(seconds: float | None) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def model_memory_gib() -> dict[str, float]:
+    """GPU memory the released model needs per precision, in GiB: the engine's memory plan (the
+    same figures `ppx-desktop status` and the GPU check rest on), and what transcription adds."""
+    from ..engine.config import ModelConfig
+    from ..engine.memory import plan_memory, transcription_bytes
+    from ..engine.stt_config import released_stt_config
+
+    config = ModelConfig()
+    memory = {p: plan_memory(config, p).total_gib for p in ("bfloat16", "int8", "int4")}
+    memory["transcription"] = transcription_bytes(released_stt_config(), "int4") / 2**30
+    return memory
+
+
+def intro_text(memory: dict[str, float], gpu_mode: str | None, gpu_summary: str = "") -> str:
+    text = ("<b>No PersonaPlex model was found on this computer.</b><br>"
+            f"Download it (about 17 GB; the GPU needs about {memory['bfloat16']:.1f} GiB of free memory, "
+            f"{memory['int8']:.1f} GiB with int8 weights or {memory['int4']:.1f} GiB with int4), use a folder that "
+            "already holds it, or try the app on a tiny demo model first.")
+    if gpu_mode == "demo":
+        text += ("<br><br><b>This computer cannot run the real model</b>"
+                 + (f": {gpu_summary}" if gpu_summary else ".")
+                 + " The demo model shows how the app works; the download is still possible, for later.")
+    elif gpu_mode == "turn-based":
+        text += ("<br><br>This GPU has too little free memory for live conversation: the real model will run "
+                 "turn-based only, slower than real time.")
+    return text
+
+
 def missing_model_files(folder: Path) -> list[str]:
     """The model files a chosen folder lacks (the loader reports anything subtler)."""
     names = [LM_WEIGHTS, MIMI_WEIGHTS, TEXT_TOKENIZER]
@@ -55,12 +88,18 @@ def missing_model_files(folder: Path) -> list[str]:
 
 
 class SetupDialog(QDialog):
-    """Accepted with `choice` = "download" | "folder" | "demo" and `model_dir` set (None for demo)."""
+    """Accepted with `choice` = "download" | "folder" | "demo" and `model_dir` set (None for demo).
+
+    Args:
+        gpu_mode: the GPU check's verdict ("bf16", "int8", "turn-based", "demo"; None: unknown).
+        gpu_summary: its first line, quoted when the model cannot run here.
+    """
 
     _progress = Signal(int, int, float, object)
     _finished = Signal(object, object)  # result, error
 
-    def __init__(self, parent=None, repo: str = hub.DEFAULT_REPO) -> None:
+    def __init__(self, parent=None, repo: str = hub.DEFAULT_REPO, gpu_mode: str | None = None,
+                 gpu_summary: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("Set up PersonaPlex")
         self.setMinimumWidth(560)
@@ -70,9 +109,10 @@ class SetupDialog(QDialog):
         self._cancel: threading.Event | None = None
         self._thread: threading.Thread | None = None
         layout = QVBoxLayout(self)
-        intro = QLabel("<b>No PersonaPlex model was found on this computer.</b><br>"
-                       "Download it (about 17 GB, needs a GPU with about 20 GB of memory), use a folder "
-                       "that already holds it, or try the app on a tiny demo model first.")
+        self.gpu_mode = gpu_mode
+        memory = model_memory_gib()
+        self.intro = intro = QLabel(intro_text(memory, gpu_mode, gpu_summary))
+        intro.setObjectName("setupIntro")
         intro.setWordWrap(True)
         layout.addWidget(intro)
 
@@ -91,6 +131,12 @@ class SetupDialog(QDialog):
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("hf_…")
         form.addWidget(self.token)
+        self.transcription = QCheckBox(f"Also download speech-to-text (kyutai/stt-1b-en_fr, 2 GB, CC-BY 4.0; "
+                                       f"from {memory['transcription']:.1f} GiB of GPU memory) so the transcript "
+                                       "shows your words too")
+        self.transcription.setObjectName("withTranscription")
+        self.transcription.setChecked(True)
+        form.addWidget(self.transcription)
         self.progress = QProgressBar()
         self.progress.setObjectName("downloadProgress")
         self.progress.setRange(0, 1000)
@@ -103,7 +149,6 @@ class SetupDialog(QDialog):
         row = QHBoxLayout()
         self.download_button = QPushButton("Download")
         self.download_button.setObjectName("downloadButton")
-        self.download_button.setDefault(True)
         self.cancel_button = QPushButton("Cancel download")
         self.cancel_button.setEnabled(False)
         row.addWidget(self.download_button)
@@ -130,6 +175,11 @@ class SetupDialog(QDialog):
         other.addStretch(1)
         other.addWidget(self.quit_button)
         layout.addLayout(other)
+        # Enter does what this machine can use: the demo where the real model cannot run.
+        default = self.demo_button if gpu_mode == "demo" else self.download_button
+        for button in (self.download_button, self.demo_button):
+            button.setAutoDefault(button is default)
+        default.setDefault(True)
 
         self.download_button.clicked.connect(self.start_download)
         self.cancel_button.clicked.connect(self.cancel_download)
@@ -169,16 +219,21 @@ class SetupDialog(QDialog):
         self.download_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.detail.setText("Checking your token and access…")
-        self._thread = threading.Thread(target=self._download, args=(token, self._cancel), daemon=True,
-                                        name="ppx-download")
+        self._thread = threading.Thread(target=self._download, args=(token, self._cancel,
+                                                                     self.transcription.isChecked()),
+                                        daemon=True, name="ppx-download")
         self._thread.start()
 
-    def _download(self, token: str, cancel: threading.Event) -> None:
+    def _download(self, token: str, cancel: threading.Event, transcription: bool = False) -> None:
+        from ..assets.stt_model import download_stt
+
         try:
             if token and token != hub.current_token():
                 hub.store_token(token)
             result = hub.download_model(self.repo, token=token or None, cancel=cancel,
                                         progress=lambda d, t, s, e: self._progress.emit(d, t, s, e))
+            if transcription:  # not gated: the same verified, resumable download
+                download_stt(cancel=cancel, progress=lambda d, t, s, e: self._progress.emit(d, t, s, e))
         except hub.DownloadCancelled as exc:
             self._finished.emit(None, exc)
         except Exception as exc:  # HubError messages are written for the user; anything else is shown as is

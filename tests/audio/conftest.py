@@ -64,6 +64,12 @@ class Pulse:
         for io in streams:
             audit.watch(io)
         return audit
+    def paplay(self, wav: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "--device=micfeed", "--latency-msec=20", str(wav)], env=self.env)
+
+    def parecord(self, out: Path, source: str = "speaker.monitor") -> subprocess.Popen:
+        return subprocess.Popen(["parecord", f"--device={source}", "--rate=24000", "--channels=1",
+                                 "--format=float32le", "--raw", "--latency-msec=20", str(out)], env=self.env)
 
 
 @pytest.fixture(scope="session")

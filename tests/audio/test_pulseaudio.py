@@ -201,3 +201,38 @@ def test_echo_self_test_measures_the_loopback_and_recommends_aec3(pulse, capsys,
     assert 200 <= lat <= 600, out  # duplex 24 kHz/1920 round trip 320 ms + 40 ms loopback, measured
     assert echo == pytest.approx(0.0, abs=3.0), out  # loopback copies the speaker 1:1 into the mic
     assert "Recommended echo mode: aec3" in out
+
+
+def _wait_recording(raw: Path) -> None:
+    # A monitor source delivers silence as soon as parecord is connected: the file then grows.
+    deadline = time.monotonic() + 20
+    while (not raw.exists() or raw.stat().st_size == 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert raw.exists() and raw.stat().st_size > 0, "parecord did not connect"
+
+
+def test_the_sound_servers_named_devices_are_listed_and_used(pulse, tmp_path):
+    from ppx_desktop.audio.soundserver import server_devices
+
+    devices = server_devices()
+    outputs = {d.name for d in devices if d.kind == "output"}
+    inputs = {d.name for d in devices if d.kind == "input"}
+    assert {"speaker", "micfeed"} <= outputs and "virtmic" in inputs
+    assert not any(name.endswith(".monitor") for name in inputs)  # monitors are not microphones
+    # Choosing the non-default sink sends the agent there, not to the default one.
+    chosen = next(d for d in devices if d.name == "micfeed")
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(20 * FRAME) / RATE)).astype(np.float32)
+    there, default = tmp_path / "micfeed.raw", tmp_path / "speaker.raw"
+    with AudioIO(AudioConfig(echo="off", output_device=chosen.spec)) as io:
+        _frames(io, 1)
+        recs = [pulse.parecord(there, "micfeed.monitor"), pulse.parecord(default, "speaker.monitor")]
+        for raw in (there, default):
+            _wait_recording(raw)
+        for i in range(20):
+            io.write_frame(tone[i * FRAME:(i + 1) * FRAME])
+        _frames(io, 26)
+        for rec in recs:
+            rec.terminate()
+            rec.wait(10)
+    assert level_db(np.fromfile(there, dtype="<f4")) > -20.0
+    assert level_db(np.fromfile(default, dtype="<f4")) < -90.0

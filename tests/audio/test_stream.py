@@ -93,6 +93,22 @@ def test_played_frames_reach_the_speaker_and_are_the_echo_reference():
     assert level_db(sd.speaker[10 * FRAME : 12 * FRAME]) == -120.0  # underrun plays silence
 
 
+def test_output_volume_acts_at_once_on_queued_audio_and_the_echo_reference():
+    sd = FakeSoundDevice()
+    with _io(sd) as io:
+        for _ in range(4):
+            io.write_frame(np.full(FRAME, 0.5, np.float32))
+        sd.pump(1)
+        io.set_volume(0.25)  # the rest of what is queued is quieter already
+        sd.pump(1)
+        io.set_volume(0.0)  # muted speaker
+        sd.pump(2)
+        refs = [io.read_aligned(timeout=0).played for _ in range(4)]
+    assert np.allclose(sd.speaker[:FRAME], 0.5) and np.allclose(sd.speaker[FRAME:2 * FRAME], 0.125)
+    assert np.all(sd.speaker[2 * FRAME:4 * FRAME] == 0)
+    assert np.allclose(refs[1], 0.125)  # echo handling hears what was really played
+
+
 def test_full_playback_queue_drops_the_oldest_frames():
     sd = FakeSoundDevice()
     with _io(sd, playback_seconds=5 * FRAME / RATE) as io:

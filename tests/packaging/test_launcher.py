@@ -139,3 +139,53 @@ def test_dialogs_only_where_someone_can_close_them(monkeypatch, env, self_test, 
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "platform", "linux")
     assert launcher.dialogs_possible(self_test) is expected
+
+
+def test_a_missing_qt_xcb_library_is_named_with_its_package(restore_logging_and_hooks, monkeypatch, capsys):
+    from ppx_desktop.ui import qtdeps
+
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(qtdeps, "_loads", lambda soname: soname not in ("libxcb-icccm.so.4", "libxcb-keysyms.so.1"))
+    started = []
+    monkeypatch.setattr("ppx_desktop.ui.app.run_app", lambda **kw: started.append(kw) or 0)
+    assert launcher.launch(app_args()) == 1 and started == []
+    err = capsys.readouterr().err
+    assert "libxcb-icccm.so.4 (package libxcb-icccm4)" in err and "libxcb-keysyms.so.1 (package libxcb-keysyms1)" in err
+    assert "sudo apt-get install libxcb-icccm4 libxcb-keysyms1" in err
+    assert "xcb-cursor" not in err  # only what is really missing
+
+
+def test_every_library_of_qts_xcb_plugin_is_checked():
+    # The table must cover what PySide6's plugin links against (read from the ELF files here).
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import PySide6
+
+    from ppx_desktop.ui import qtdeps
+
+    if shutil.which("readelf") is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs readelf on Linux")
+    qt = Path(PySide6.__file__).parent / "Qt"
+    needed = set()
+    for lib in [qt / "plugins" / "platforms" / "libqxcb.so", *qt.glob("lib/libQt6XcbQpa.so*")]:
+        out = subprocess.run(["readelf", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+        needed |= {line.split("[")[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line}
+    x11 = {n for n in needed if n.startswith(("libxcb", "libX11", "libxkbcommon"))}
+    assert x11 <= set(qtdeps.XCB_LIBRARIES), x11 - set(qtdeps.XCB_LIBRARIES)
+    assert qtdeps.missing_xcb_libraries() == []  # and this machine has them all
+
+
+def test_ci_installs_every_qt_library_package():
+    import re
+    from pathlib import Path
+
+    from ppx_desktop.ui import qtdeps
+
+    ci = set(re.findall(r"[a-z0-9][a-z0-9.+-]*", (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text()))
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert [p for p in qtdeps.XCB_LIBRARIES.values() if p not in ci] == []
+    assert all(p in readme for p in ("libxcb-cursor0", "libxcb-icccm4", "libxcb-keysyms1"))

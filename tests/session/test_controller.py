@@ -218,8 +218,12 @@ def test_duplex_streams_frames_and_mode_switches_keep_the_conversation(rig):
     assert len(worker.pushed) == stopped_at  # no frames after leaving duplex
     turn = next(e for e in events if isinstance(e, UserTurn))
     assert turn.mode == "duplex" and turn.duration_s >= 8 * FRAME / 24_000
-    # Switching back resumes live duplex with a new turn id; nothing ever reset the conversation.
+    # Switching back leaves duplex stopped until the user starts it: then a new turn id; nothing
+    # ever reset the conversation.
     controller.set_mode("duplex")
+    wait_until(lambda: controller.mode == "duplex" and controller.state == "stopped")
+    assert len(worker.of(StartDuplex)) == 1
+    controller.set_listening(True)
     wait_until(lambda: len(worker.of(StartDuplex)) == 2)
     ids = [c.turn_id for c in worker.of(StartDuplex)]
     assert ids[1] > ids[0]
@@ -243,3 +247,106 @@ def test_test_device_plays_input_in_real_time():
     assert all(g is not None and np.allclose(g, 1.0) for g in got)
     assert elapsed >= 0.3  # five 80 ms frames cannot arrive faster than the clock
     assert np.isclose(device.played(), 0.5).sum() == FRAME
+
+
+def test_a_mode_switch_leaves_the_new_mode_stopped(manual_rig):
+    # Listening hands-free, the user picks live duplex: the microphone and the agent must not
+    # start by themselves (they did, and the start/stop control then read backwards).
+    controller, worker, device, events = manual_rig
+    controller.set_mode("handsfree")
+    controller.set_listening(True)
+    tick_until(device, controller, lambda: controller.state == "listening")
+    controller.set_mode("duplex")
+    tick_until(device, controller, lambda: controller.mode == "duplex" and controller.state == "stopped")
+    tick(device, controller, 5)
+    assert worker.of(StartDuplex) == [] and worker.pushed == [] and not controller.listening
+    controller.set_listening(True)  # one press of start
+    tick_until(device, controller, lambda: controller.state in ("listening", "hearing_you"))
+    assert len(worker.of(StartDuplex)) == 1
+    # Back to hands-free: stopped there too, and the live session ended.
+    controller.set_mode("handsfree")
+    tick_until(device, controller, lambda: controller.state == "stopped")
+    assert len(worker.of(StopDuplex)) == 1 and not controller.listening
+
+
+def test_a_live_session_the_worker_ended_is_over_for_the_microphone(manual_rig):
+    controller, worker, device, events = manual_rig
+    controller.set_mode("duplex")
+    controller.set_listening(True)
+    tick_until(device, controller, lambda: worker.of(StartDuplex))
+    turn_id = worker.of(StartDuplex)[0].turn_id
+    tick(device, controller, 3)
+    # The Stop button cancels the worker's live loop; it reports the end of the session.
+    controller.on_worker_event(TurnFinished(turn_id, "duplex", "cancelled", "", 3, 0.24, 0.24))
+    tick_until(device, controller, lambda: controller.state == "stopped")
+    pushed = len(worker.pushed)
+    tick(device, controller, 5)
+    assert len(worker.pushed) == pushed and not controller.listening
+    assert any(isinstance(e, UserTurn) and e.turn_id == turn_id for e in events)
+
+
+def test_duplex_speaking_does_not_flicker_between_words(manual_rig):
+    controller, worker, device, events = manual_rig
+    controller.set_mode("duplex")
+    controller.set_listening(True)
+    tick_until(device, controller, lambda: controller.state == "listening")
+    before = len(states(events))
+    # The agent's voice: 160 ms words with 160 ms pauses, played by the sound card.
+    word = np.concatenate([np.full(2 * FRAME, 0.2, np.float32), np.zeros(2 * FRAME, np.float32)])
+    for _ in range(6):
+        for i in range(0, len(word), FRAME):
+            worker.audio_sink(word[i:i + FRAME])
+    tick(device, controller, 24)
+    seen = states(events)[before:]
+    assert seen.count("speaking") == 1, seen  # one stretch of speaking, not one per word
+    tick_until(device, controller, lambda: controller.state == "listening", max_blocks=40)
+
+
+def test_muted_microphone_sends_silence_and_starts_no_turn(manual_rig, speech):
+    controller, worker, device, events = manual_rig
+    controller.set_mode("handsfree")
+    controller.set_listening(True)
+    controller.set_muted(True)
+    tick_until(device, controller, lambda: controller.muted)
+    device.say(np.concatenate([speech, np.zeros(24_000, np.float32)]))
+    tick(device, controller, int(len(speech) / FRAME) + 20)
+    assert worker.of(Respond) == []
+    assert [e for e in events if isinstance(e, ListenState)][-1].muted
+    controller.set_muted(False)
+    device.say(np.concatenate([speech, np.zeros(24_000, np.float32)]))
+    tick_until(device, controller, lambda: len(worker.of(Respond)) == 1, max_blocks=200)
+
+
+def test_replaying_the_users_turn_is_not_the_agent_speaking(manual_rig):
+    controller, worker, device, events = manual_rig
+    tick_until(device, controller, lambda: controller.state == "ready")
+    controller.replay(np.full(5 * FRAME, 0.3, np.float32))
+    tick_until(device, controller, lambda: controller.state == "replaying")
+    tick_until(device, controller, lambda: controller.state == "ready", max_blocks=20)
+    assert "speaking" not in states(events)
+    assert np.isclose(device.played(), 0.3).sum() == 5 * FRAME
+
+
+def test_the_recording_holds_the_turns_not_the_idle_time(manual_rig):
+    controller, worker, device, events = manual_rig
+    tick(device, controller, 100)  # 8 s of nobody talking
+    controller.press()
+    device.say(np.full(10 * FRAME, 0.25, np.float32))
+    tick(device, controller, 10)
+    controller.release()
+    tick_until(device, controller, lambda: worker.of(Respond))
+    tick(device, controller, 100)
+    user, agent = controller.recorded_tracks()
+    # The 10 held frames plus at most a second of idle before them; the 8 s and the tail are left out.
+    assert 10 * FRAME <= len(user) <= 10 * FRAME + 24_000 + FRAME
+    assert controller.recorder.left_out_seconds >= 7.0
+
+
+def test_start_stop_presses_apply_in_order_however_fast(manual_rig):
+    controller, worker, device, events = manual_rig
+    controller.set_mode("duplex")
+    controller.toggle_listening()
+    controller.toggle_listening()  # pressed again before the capture thread ran once
+    controller.toggle_listening()
+    tick_until(device, controller, lambda: controller.state in ("listening", "hearing_you"))
+    assert len(worker.of(StartDuplex)) == 2 and len(worker.of(StopDuplex)) == 1 and controller.listening

@@ -24,3 +24,31 @@ def _app_names(qapp, tmp_path):
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
     yield
+
+
+LOAD_S = 240  # a tiny model loads in seconds, but CI machines here run many suites at once
+
+
+@pytest.fixture
+def make_window(qtbot, store, tiny_model_dir):
+    """Opens the real window on the test sound card (or `audio`), loads the tiny model, waits."""
+    import numpy as np
+
+    from ppx_desktop.ui.app import create_window
+
+    made = []
+
+    def make(audio=None, speed: float = 2.0, load: bool = True, settings=store):
+        win = create_window(settings, audio=audio, test_input=None if audio is not None else np.zeros(0, np.float32),
+                            speed=speed)
+        qtbot.addWidget(win)
+        win.show()
+        made.append(win)
+        if load:
+            win.load_model(tiny_model_dir)
+            qtbot.waitUntil(lambda: win.model_ready, timeout=LOAD_S * 1000)
+        return win
+
+    yield make
+    for win in made:
+        win.close()

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from ppx_desktop.session import events as ev
 from ppx_desktop.ui.app import choose_model, create_window, first_run_gpu_message
 from ppx_desktop.ui.setup_dialog import SetupDialog
+from ppx_desktop.ui.transcript_model import spoken
 
 SPEECH = Path(__file__).resolve().parents[1] / "audio" / "data" / "near_speech.wav"
 LOAD_S = 240  # a tiny model loads in seconds, but CI machines here run many suites at once
@@ -72,9 +73,9 @@ def test_push_to_talk_turn_voice_steps_and_save(qtbot, window, tmp_path):
     user, agent = [e for e in window.transcript.entries if e.speaker == "user"], \
         [e for e in window.transcript.entries if e.speaker == "agent"]
     assert len(user) == 1 and user[0].duration_s >= 8 * 0.08 and user[0].audio is not None
-    assert len(agent) == 1 and agent[0].text.strip() == turn.text.strip() and turn.text.strip()
+    assert len(agent) == 1 and agent[0].shown_text == spoken(turn.text).strip() and turn.text.strip()
     widgets = window.transcript_view.entry_widgets()
-    assert widgets[-1].body.text() == turn.text.strip()
+    assert widgets[-1].body.text() == spoken(turn.text).strip()  # control pieces and double spaces go
     qtbot.waitUntil(lambda: device(window).played_seconds() > 1.0, timeout=30_000)  # the answer was played
 
     paths = window.save_to(tmp_path / "saved")
@@ -83,7 +84,7 @@ def test_push_to_talk_turn_voice_steps_and_save(qtbot, window, tmp_path):
         assert (w.getnchannels(), w.getframerate()) == (2, 24_000) and w.getnframes() > 24_000
         pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").reshape(-1, 2)
     assert np.abs(pcm[:, 0]).max() > 0 and np.abs(pcm[:, 1]).max() > 0  # agent left, user right
-    assert turn.text.strip() in (tmp_path / "saved" / "transcript.md").read_text()
+    assert spoken(turn.text).strip() in (tmp_path / "saved" / "transcript.md").read_text()
 
 
 @pytest.mark.slow
@@ -116,7 +117,8 @@ def test_live_duplex_runs_stops_and_closing_stops_at_once(qtbot, window):
         window.toggle_listening()
     assert done.args[0].mode == "duplex" and done.args[0].end == "stopped" and done.args[0].steps > 0
     qtbot.waitUntil(lambda: window.talk.word == "stopped", timeout=10_000)
-    assert [e.speaker for e in window.transcript.entries][:1] in (["agent"], ["user"])
+    # Both sides of the live session, the user's first (it was listed after the agent's).
+    assert [e.speaker for e in window.transcript.entries if e.mode == "duplex"] == ["user", "agent"]
 
     # Switching modes keeps the conversation: no Reset, the transcript stays.
     window.modes.set_mode("ptt")
@@ -218,3 +220,37 @@ def test_a_custom_voice_is_listed_and_talks_like_a_preset(qtbot, custom_voice, w
         qtbot.waitUntil(lambda: window.model_ready, timeout=30_000)
     assert not window.banner.isVisible() and window.transcript.voice == custom_voice
 
+
+
+@pytest.mark.slow
+def test_the_users_words_appear_during_the_turn_and_are_saved(qtbot, window, tmp_path):
+    """Speech into the test microphone, push-to-talk: the speech-to-text model (the tiny model's
+    stt/, random weights: random words) writes the user's line while the turn runs, then a final
+    one; the bubble shows it and the saved transcript keeps it."""
+    assert window.bridge.worker.transcriber is not None  # on by default where the model is there
+    speech, _ = sf.read(SPEECH, dtype="float32")
+    seen: list = []
+    window.bridge.event.connect(lambda e: seen.append(e) if isinstance(e, (ev.UserText, ev.TurnFinished)) else None)
+    window.length.set_value(50, False)
+    qtbot.waitUntil(lambda: window.talk.word == "ready", timeout=10_000)
+    device(window).say(speech[:24_000 * 2])
+    window.space(True)
+    start = window.bridge.controller.frames_captured
+    qtbot.waitUntil(lambda: window.bridge.controller.frames_captured >= start + 20, timeout=20_000)
+    window.space(False)
+    qtbot.waitUntil(lambda: any(isinstance(e, ev.TurnFinished) for e in seen), timeout=180_000)
+    lines = [e for e in seen if isinstance(e, ev.UserText)]
+    done = next(i for i, e in enumerate(seen) if isinstance(e, ev.TurnFinished))
+    assert any(not e.final for e in seen[:done] if isinstance(e, ev.UserText))  # grew during the turn
+    assert lines and lines[-1].final and lines[-1].text
+    user = next(e for e in window.transcript.entries if e.speaker == "user")
+    assert user.shown_text == lines[-1].text and user.said_at is not None
+    bubble = next(w for w in window.transcript_view.entry_widgets() if w.entry is user)
+    assert bubble.body.text() == lines[-1].text
+    window.save_to(tmp_path / "saved")
+    import json
+
+    saved = json.loads((tmp_path / "saved" / "transcript.json").read_text())
+    said = [t for t in saved["turns"] if t["speaker"] == "user"]
+    assert said[0]["text"] == lines[-1].text and "words_s" in said[0]
+    assert lines[-1].text in (tmp_path / "saved" / "transcript.md").read_text()

@@ -30,9 +30,27 @@ from ppx_desktop.ui.widgets.voice_picker import VoicePicker
     pytest.param("idle", "speaking", True, "speaking", id="playback-tail"),
     pytest.param("duplex", "hearing_you", True, "hearing_you", id="duplex-user-talks"),
     pytest.param("idle", "stopped", True, "stopped", id="hands-free-off"),
+    pytest.param("buffering", "waiting", True, "buffering", id="slow-gpu-preparing-the-answer"),
+    pytest.param("idle", "replaying", True, "replaying", id="replay-is-not-the-agent"),
+    pytest.param("previewing", "ready", True, "previewing", id="voice-preview"),
 ])
 def test_display_state(worker, listen, ready, shown):
     assert display_state(worker, listen, ready) == shown
+
+
+def test_no_audio_device_is_never_ready():
+    assert display_state("idle", "ready", True, audio_ok=False) == "no_audio"
+    assert display_state("loading", "", False, audio_ok=False) == "loading"  # what the model does still shows
+
+
+def test_talk_button_words_for_the_new_states(qtbot):
+    button = TalkButton()
+    qtbot.addWidget(button)
+    for state, word in [("buffering", "preparing the answer"), ("no_audio", "no audio device"),
+                        ("replaying", "playing back")]:
+        button.set_state(state)
+        assert button.word == word and word.upper() in button.text()
+    assert button.focusPolicy() != Qt.FocusPolicy.NoFocus  # reachable with Tab
 
 
 def test_talk_button_hold_and_toggle(qtbot):
@@ -84,18 +102,18 @@ def test_mode_selector(qtbot):
 def test_meters_warn_only_after_sustained_slowness(qtbot):
     meters = Meters()
     qtbot.addWidget(meters)
-    meters.set_levels(-30.0, float("nan"))
+    meters.set_levels(-30.0, float("nan"), now=0.0)
     assert meters.mic.value() == 500 and meters.out.value() == 0
     for _ in range(SLOW_READINGS - 1):
-        meters.set_stats(120.0, 1.5, 4, 1000, 3000, duplex=True)
+        meters.set_stats(120.0, 1.5, 3, 1000, 3000, duplex=True)
     meters.set_stats(20.0, 0.25, 0, 1010, 3000, duplex=True)  # one fast reading resets the count
     assert not meters.too_slow
     with qtbot.waitSignal(meters.too_slow_changed) as blocker:
         for _ in range(SLOW_READINGS):
-            meters.set_stats(120.0, 1.5, 4, 1020, 3000, duplex=True)
+            meters.set_stats(120.0, 1.5, 3, 1020, 3000, duplex=True)
     assert blocker.args == [True] and meters.too_slow and not meters.warning.isHidden()
-    assert meters.context.value() == 1020 and "lag 320 ms" in meters.stats.text()
-    meters.reset_speed_warning()
+    assert meters.context.value() == 1020 and "GPU" in meters.warning.text()
+    meters.reset_speed_warning()  # the live session stopped
     assert meters.warning.isHidden()
 
 
@@ -122,6 +140,41 @@ def test_settings_dialog_long_conversation_choice(qtbot):
     assert (dialog.result_settings().context_refresh, dialog.result_settings().context_history_s) == (True, 30)
     dialog._restore_defaults()
     assert dialog.context.currentData() == "60"
+def test_meters_say_how_late_and_how_much_is_skipped_at_every_speed(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    # Live duplex keeping up: the readout is the queue plus one step.
+    meters.set_stats(40.0, 0.5, 1, 10, 3000, duplex=True, dropped_input=0)
+    meters.set_stats(40.0, 0.5, 1, 13, 3000, duplex=True, dropped_input=0)
+    assert meters.stats.text() == "step 40 ms · RTF 0.50 · the agent hears you 120 ms late"
+    # 1.5x too slow: the queue is full (240 ms) and the readout says how much audio is skipped,
+    # which grows with the real-time factor (it stayed "lag 240 ms" whatever the speed).
+    meters.set_stats(120.0, 1.5, 3, 16, 3000, duplex=True, dropped_input=2)
+    assert meters.stats.text().endswith("360 ms late, skipping 40% of your audio")
+    meters.set_stats(240.0, 3.0, 3, 19, 3000, duplex=True, dropped_input=8)
+    assert meters.stats.text().endswith("480 ms late, skipping 67% of your audio")
+    # Turn-based: how long the answer took to start.
+    meters.set_stats(136.0, 1.7, 0, 400, 3000, duplex=False, wait_s=4.2)
+    assert meters.stats.text() == "step 136 ms · RTF 1.70 · answer started 4.2 s after your turn"
+
+
+def test_slow_warning_names_the_cpu_when_there_is_no_gpu(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_device("cpu")
+    for _ in range(SLOW_READINGS):
+        meters.set_stats(200.0, 2.5, 3, 10, 3000, duplex=True)
+    assert meters.too_slow and "CPU" in meters.warning.text() and "GPU is too slow" not in meters.warning.text()
+
+
+def test_level_bars_hold_their_peaks_between_syllables(qtbot):
+    meters = Meters()
+    qtbot.addWidget(meters)
+    meters.set_levels(-60.0, -12.0, now=0.0)  # a syllable of the agent
+    meters.set_levels(-60.0, -55.0, now=0.1)  # the gap after it: the bar falls slowly, not to zero
+    assert meters.out.value() > 700 and meters.out.peak_value() == 800
+    meters.set_levels(-60.0, -55.0, now=3.0)
+    assert meters.out.value() < 200
 
 
 def test_voice_picker_groups_and_availability(qtbot, tiny_model_dir):
@@ -160,3 +213,36 @@ def test_transcript_grows_and_exports(qtbot, tmp_path):
     assert [t["speaker"] for t in data["turns"]] == ["user", "agent"]
     assert data["turns"][1]["duration_s"] == 2.4 and "audio" not in data["turns"][0]
     assert view.copy_to_clipboard().startswith("# Conversation")
+
+
+def test_voice_picker_says_why_a_voice_is_greyed_out_and_what_replaced_the_choice(qtbot, tiny_model_dir):
+    picker = VoicePicker()
+    qtbot.addWidget(picker)
+    picker.set_voices(list_voices(tiny_model_dir), "NATF2", "not among the demo model's voices")
+    assert picker.why_unavailable("NATF2") == "NATF2 is not among the demo model's voices."
+    assert picker.voice() == "NATF0" and not picker.notice.isHidden()
+    assert picker.notice.text() == "Using NATF0: NATF2 (your choice) is not among the demo model's voices."
+    picker.select("NATM0")  # the user chose for themselves: the notice has done its job
+    assert picker.notice.isHidden()
+    picker.set_preview_available(True)
+    with qtbot.waitSignal(picker.preview_requested) as blocker:
+        qtbot.mouseClick(picker.preview, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["NATM0"]
+
+
+def test_problem_banner_keeps_each_problem_until_its_owner_clears_it(qtbot):
+    from ppx_desktop.ui.widgets.problem_banner import Problem, ProblemBanner
+
+    banner = ProblemBanner()
+    qtbot.addWidget(banner)
+    clicked = []
+    banner.set(Problem("audio", "No microphone.", "error", [("Retry", lambda: clicked.append(1))]))
+    banner.set(Problem("note", "FYI", "info", dismissable=True))
+    assert banner.keys() == ["audio", "note"] and not banner.isHidden()
+    banner.row("audio").buttons[0].click()
+    assert clicked == [1] and banner.has("audio")  # an action does not hide what it did not fix
+    banner.clear("model")  # another key: untouched
+    assert banner.has("audio")
+    banner.clear("audio")
+    banner.clear("note")
+    assert banner.isHidden()

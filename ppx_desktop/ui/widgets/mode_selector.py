@@ -1,9 +1,13 @@
-"""Three exclusive mode buttons: push to talk, hands-free turns, live duplex."""
+"""Three exclusive mode buttons: push to talk, hands-free turns, live duplex.
+
+Exclusive by hand, not through an exclusive QButtonGroup: in one of those only the checked
+button takes the Tab focus, so the other modes could not be reached from the keyboard.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QButtonGroup, QHBoxLayout, QPushButton, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 MODE_LABELS = {
     "ptt": ("Push to talk", "Ctrl+1", "Hold the button or the space bar while you speak"),
@@ -20,8 +24,6 @@ class ModeSelector(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        self._group = QButtonGroup(self)
-        self._group.setExclusive(True)
         self.buttons: dict[str, QPushButton] = {}
         for mode, (label, shortcut, tip) in MODE_LABELS.items():
             button = QPushButton(label)
@@ -29,18 +31,23 @@ class ModeSelector(QWidget):
             button.setShortcut(shortcut)
             button.setToolTip(f"{tip} ({shortcut})")
             button.setObjectName(f"mode_{mode}")
-            self._group.addButton(button)
+            button.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
             layout.addWidget(button)
             self.buttons[mode] = button
-            button.toggled.connect(lambda on, m=mode: on and self.mode_changed.emit(m))
+            button.clicked.connect(lambda _checked=False, m=mode: self.set_mode(m))
+        self._mode = "ptt"
         self.buttons["ptt"].setChecked(True)
 
     def mode(self) -> str:
-        return next(m for m, b in self.buttons.items() if b.isChecked())
+        return self._mode
 
     def set_mode(self, mode: str) -> None:
         """Selects `mode` (emits mode_changed when it changes)."""
-        self.buttons[mode].setChecked(True)
+        for m, button in self.buttons.items():
+            button.setChecked(m == mode)
+        if mode != self._mode:
+            self._mode = mode
+            self.mode_changed.emit(mode)
 
     def set_available(self, mode: str, available: bool, why: str = "") -> None:
         """Enables or disables a mode, saying why in its tooltip; a disabled current mode falls back

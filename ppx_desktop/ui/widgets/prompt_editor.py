@@ -3,6 +3,9 @@
 Choosing a preset shows a form for its `{field}`s and renders the template into the text box;
 editing a field re-renders it. The text box is what the conversation uses, so it can also be
 typed freely. "Save…" stores the text as a user prompt, which then appears among the presets.
+The field values are part of what the window remembers, so after a restart the fields show what
+the text was made from (not the preset's defaults). Tab moves on from the text box (it does not
+type a tab character: a persona has no use for one).
 """
 
 from __future__ import annotations
@@ -47,14 +50,17 @@ class PromptEditor(QWidget):
         self.text.setObjectName("promptText")
         self.text.setPlaceholderText("Describe who the agent is, e.g. “You enjoy having a good conversation.”")
         self.text.setMaximumHeight(90)
+        self.text.setTabChangesFocus(True)
         layout.addWidget(self.text)
         self._presets = {}
         self._field_edits: dict[str, QLineEdit] = {}
         self.preset.currentIndexChanged.connect(self._on_preset)
         self.text.textChanged.connect(lambda: self.prompt_changed.emit(self.prompt()))
 
-    def set_presets(self, presets, selected: str | None = None, text: str | None = None) -> None:
-        """Fills the preset list from `PromptPreset`s; restores `selected` and a saved `text`."""
+    def set_presets(self, presets, selected: str | None = None, text: str | None = None,
+                    fields: dict[str, str] | None = None) -> None:
+        """Fills the preset list from `PromptPreset`s; restores `selected`, its saved `fields` and
+        a saved `text` (which may have been edited by hand after the fields were filled)."""
         self.preset.blockSignals(True)
         self.preset.clear()
         self._presets = {p.id: p for p in presets}
@@ -66,6 +72,14 @@ class PromptEditor(QWidget):
         index = self.preset.findData(selected) if selected else -1
         self.preset.setCurrentIndex(max(0, index))
         self._on_preset(self.preset.currentIndex())
+        for name, value in (fields or {}).items():
+            edit = self._field_edits.get(name)
+            if edit is not None and isinstance(value, str):
+                edit.blockSignals(True)
+                edit.setText(value)
+                edit.blockSignals(False)
+        if fields:
+            self._render()
         if text:
             self.text.setPlainText(text)
 
@@ -88,12 +102,16 @@ class PromptEditor(QWidget):
         preset = self._presets.get(self.preset.itemData(index))
         if preset is None:
             return
+        previous = self.save_button
         for spec in preset.fields:
             edit = QLineEdit(spec.default)
             edit.setObjectName(f"field_{spec.name}")
             edit.textChanged.connect(self._render)
             self.fields_form.addRow(spec.label, edit)
             self._field_edits[spec.name] = edit
+            QWidget.setTabOrder(previous, edit)  # created last, but read between the preset and the text
+            previous = edit
+        QWidget.setTabOrder(previous, self.text)
         self._render()
 
     def _render(self) -> None:

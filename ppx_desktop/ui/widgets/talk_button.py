@@ -1,7 +1,9 @@
 """The big control: shows the conversation state at a glance and is the talk / start-stop button.
 
 In push-to-talk mode it is held (mouse or space bar, the window forwards the key); in the other
-modes a click toggles listening. The state word and colour come from `set_state`.
+modes a click toggles listening. The state word and colour come from `set_state`. It takes the
+keyboard focus with Tab like any control; the space bar talks wherever the focus is, except in a
+text field (ui/keyboard.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ STATES = {
     "listening": ("listening", "#2e86c1"),
     "hearing_you": ("hearing you", "#27ae60"),
     "thinking": ("thinking", "#d68910"),
+    "buffering": ("preparing the answer", "#d68910"),
     "speaking": ("speaking", "#c0392b"),
+    "replaying": ("playing back", "#5d6d7e"),
+    "previewing": ("voice preview", "#8e7cc3"),
     "stopped": ("stopped", "#7f8c8d"),
+    "no_audio": ("no audio device", "#922b21"),
     "error": ("error", "#922b21"),
 }
+TOOLTIP = ("Push to talk: hold this button or the space bar while you speak. Hands-free and live duplex: "
+           "click or press space to start and stop. The space bar works anywhere in the window except "
+           "inside a text field; Enter presses the focused button.")
 
 # What a press does, shown under the state word.
 HINTS = {
@@ -44,9 +53,12 @@ class TalkButton(QPushButton):
         self.setObjectName("talkButton")
         self.setMinimumSize(240, 96)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the window owns the space bar, not the button
+        # Reachable with Tab; the window's key filter owns the space bar, here as everywhere.
+        self.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.setToolTip(TOOLTIP)
         self._mode = "ptt"
         self._state = "no_model"
+        self._muted = False
         self.pressed.connect(self._on_pressed)
         self.released.connect(self._on_released)
         self._render()
@@ -69,6 +81,10 @@ class TalkButton(QPushButton):
         self._state = state
         self._render()
 
+    def set_muted(self, muted: bool) -> None:
+        self._muted = muted
+        self._render()
+
     def _on_pressed(self) -> None:
         if self._mode == "ptt":
             self.pressed_to_talk.emit()
@@ -81,11 +97,13 @@ class TalkButton(QPushButton):
 
     def _render(self) -> None:
         word, colour = STATES.get(self._state, (self._state, "#7f8c8d"))
-        self.setText(f"{word.upper()}\n{HINTS.get(self._mode, '')}")
+        hint = "microphone muted" if self._muted else HINTS.get(self._mode, "")
+        self.setText(f"{word.upper()}\n{hint}")
         self.setAccessibleName(f"conversation state: {word}")
         self.setStyleSheet(
             f"QPushButton#talkButton {{ background: {colour}; color: white; font-size: 20px; font-weight: 600;"
             " border-radius: 14px; padding: 10px; }"
             "QPushButton#talkButton:pressed { border: 4px solid rgba(255,255,255,0.8); }"
+            "QPushButton#talkButton:focus { border: 3px dashed rgba(255,255,255,0.9); }"
             "QPushButton#talkButton:disabled { background: #95a5a6; }"
         )
