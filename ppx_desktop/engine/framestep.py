@@ -235,8 +235,7 @@ class FrameStep:
             except Exception as exc:  # e.g. no working C compiler or Triton: the eager frame still runs
                 self._fall_back(f"compiling the frame failed ({type(exc).__name__}: {exc})")
         if self.capture == "cuda-graph":
-            buffers = (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr(),
-                       self.transcriber.state.tokens.data_ptr() if self.transcriber is not None else 0)
+            buffers = self._buffers(state, codec)
             if self._graph_buffers != buffers:  # other states: graphs captured on the old ones are stale
                 self.release_graphs()
                 self._graph_buffers = buffers
@@ -248,6 +247,11 @@ class FrameStep:
                 replay()
                 return out
         return self._frame(self._pcm_dev, state, codec, steps, self.gen.rng, limit)
+
+    def _buffers(self, state: GenState, codec: CodecState) -> tuple[int, ...]:
+        """The addresses a captured graph is bound to."""
+        return (state.cache.data_ptr(), state.lm.keys[0].data_ptr(), codec.enc.first.data_ptr(),
+                self.transcriber.state.tokens.data_ptr() if self.transcriber is not None else 0)
 
     def _capture(self, state: GenState, codec: CodecState, steps: int, limit: int | None) -> None:
         """Captures `_frame` on the given states' buffers; the states are left unchanged. The
@@ -350,8 +354,17 @@ class FrameStep:
         steps = self._depformer_steps(state)
         # A larger limit than needed is still exact (the extra slots are empty and masked).
         for limit in self.gen.kv_limits_ahead(state):
-            for _ in range(2):  # the second call checks that nothing recompiles or re-captures
-                self._run(state, codec, steps, limit)
-                self._restore(state, codec, snap)
-                if self.capture == "off":  # fell back: nothing more to prepare
-                    return
+            if self.capture == "cuda-graph":
+                # Capturing is all a graph needs; one already captured (an earlier conversation on
+                # the same buffers) needs nothing, and no replay is owed here.
+                if self._buffers(state, codec) != self._graph_buffers:
+                    self.release_graphs()
+                    self._graph_buffers = self._buffers(state, codec)
+                if (steps, limit) not in self._graphs:
+                    self._capture(state, codec, steps, limit)
+            else:
+                for _ in range(2):  # the second call checks that nothing recompiles
+                    self._run(state, codec, steps, limit)
+                    self._restore(state, codec, snap)
+            if self.capture == "off":  # fell back: nothing more to prepare
+                return
