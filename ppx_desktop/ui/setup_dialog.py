@@ -131,9 +131,10 @@ class SetupDialog(QDialog):
         self.token.setEchoMode(QLineEdit.EchoMode.Password)
         self.token.setPlaceholderText("hf_…")
         form.addWidget(self.token)
-        self.transcription = QCheckBox(f"Also download speech-to-text (kyutai/stt-1b-en_fr, 2 GB, CC-BY 4.0; "
-                                       f"from {memory['transcription']:.1f} GiB of GPU memory) so the transcript "
-                                       "shows your words too")
+        self.transcription = QCheckBox(f"Also download speech-to-text (2 GB, {memory['transcription']:.1f} GiB of "
+                                       "GPU memory or more): the transcript shows your words")
+        self.transcription.setToolTip("kyutai/stt-1b-en_fr (CC-BY 4.0, not gated), run beside PersonaPlex in the "
+                                      "same frame; Settings can turn it off")
         self.transcription.setObjectName("withTranscription")
         self.transcription.setChecked(True)
         form.addWidget(self.transcription)
