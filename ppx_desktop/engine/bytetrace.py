@@ -65,18 +65,16 @@ class FusedAttention(TorchFunctionMode):
         return out
 
 
-class ByteTrace(TorchDispatchMode):
-    """Records every kernel dispatched while active: `with ByteTrace() as trace: frame()`."""
+class FusedAttentionMode(TorchDispatchMode):
+    """A dispatch mode that also sees attention as one kernel (`FusedAttention`): subclasses get
+    `_attention_kernel(args, kwargs, out)` for each call."""
 
     def __init__(self):
         super().__init__()
-        self.kernels: list[KernelBytes] = []
         self._attention = FusedAttention(self._attention_kernel)
 
     def _attention_kernel(self, args, kwargs, out) -> None:
-        inputs = _distinct(tree_flatten((args, kwargs))[0])
-        self.kernels.append(KernelBytes("scaled_dot_product_attention", sum(nbytes(t) for t in inputs), nbytes(out),
-                                        [(tuple(out.shape), out.dtype)]))
+        raise NotImplementedError
 
     def __enter__(self):
         self._attention.__enter__()
@@ -87,6 +85,19 @@ class ByteTrace(TorchDispatchMode):
             return super().__exit__(*exc)
         finally:
             self._attention.__exit__(*exc)
+
+
+class ByteTrace(FusedAttentionMode):
+    """Records every kernel dispatched while active: `with ByteTrace() as trace: frame()`."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels: list[KernelBytes] = []
+
+    def _attention_kernel(self, args, kwargs, out) -> None:
+        inputs = _distinct(tree_flatten((args, kwargs))[0])
+        self.kernels.append(KernelBytes("scaled_dot_product_attention", sum(nbytes(t) for t in inputs), nbytes(out),
+                                        [(tuple(out.shape), out.dtype)]))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

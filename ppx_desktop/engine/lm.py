@@ -34,6 +34,24 @@ class ScaledEmbedding(nn.Embedding):
         return y.masked_fill((tokens == ZERO_TOKEN)[..., None], 0.0)
 
 
+def embed_streams(tokens: torch.Tensor, audio_embs: nn.ModuleList, text_emb: nn.Module) -> torch.Tensor:
+    """Sum of the stream embeddings, tokens `[B, 1 + n_q, T]` (text first) -> `[B, T, dim]`.
+
+    Audio streams are summed in order and the text embedding is added last: the reference's
+    order, which matters for bit parity (and for rounding in bf16). Shared by the LM and the
+    speech-to-text model.
+    """
+    audio = tokens[:, 1:]  # [B, n_q, T]
+    # Clamp and the zero-token test once for all audio streams (not per stream): fewer ops.
+    index, zero = audio.clamp(min=0), (audio == ZERO_TOKEN)[..., None]
+    rows = torch.stack([F.embedding(index[:, i], emb.weight) for i, emb in enumerate(audio_embs)], dim=1)
+    rows = rows.masked_fill(zero, 0.0)  # [B, n_q, T, dim]
+    h = rows[:, 0]
+    for i in range(1, len(audio_embs)):
+        h = h + rows[:, i]
+    return h + text_emb(tokens[:, 0])
+
+
 class LMModel(nn.Module):
     # offload.LayerStreamer once some temporal layers stream from host memory (it sets this).
     streamer = None
@@ -81,20 +99,8 @@ class LMModel(nn.Module):
                 self.depformer.init_state(batch_size, self.cfg.dep_q, **kw))
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Sum of the 17 stream embeddings, tokens `[B, 17, T]` -> `[B, T, dim]`.
-
-        Audio streams are summed in order and the text embedding is added last: the reference's
-        order, which matters for bit parity (and for rounding in bf16).
-        """
-        audio = tokens[:, 1:]  # [B, n_q, T]
-        # Clamp and the zero-token test once for all audio streams (not per stream): fewer ops.
-        index, zero = audio.clamp(min=0), (audio == ZERO_TOKEN)[..., None]
-        rows = torch.stack([F.embedding(index[:, i], emb.weight) for i, emb in enumerate(self.emb)], dim=1)
-        rows = rows.masked_fill(zero, 0.0)  # [B, n_q, T, dim]
-        h = rows[:, 0]
-        for i in range(1, self.cfg.n_q):
-            h = h + rows[:, i]
-        return h + self.text_emb(tokens[:, 0])
+        """Sum of the 17 stream embeddings, tokens `[B, 17, T]` -> `[B, T, dim]` (`embed_streams`)."""
+        return embed_streams(tokens, self.emb, self.text_emb)
 
     def temporal(self, h: torch.Tensor, state: TransformerState | None = None, exact_window: bool = False,
                  kv_limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,8 +23,9 @@ import weakref
 from dataclasses import dataclass
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from .bytetrace import FusedAttentionMode
 
 MiB = 2**20
 _PAGE = 2 * MiB
@@ -52,7 +53,7 @@ class Mark:
     peak: int
 
 
-class LiveBytes(TorchDispatchMode):
+class LiveBytes(FusedAttentionMode):
     """Follows storages created on `device_type` while active.
 
     Attributes:
@@ -72,19 +73,10 @@ class LiveBytes(TorchDispatchMode):
         self._pool_stack: list[str] = []
         self._phase_peak = 0
         self._paused = False
-        from .bytetrace import FusedAttention
 
-        self._attention = FusedAttention(lambda args, kwargs, out: self._track(out))
-
-    def __enter__(self):
-        self._attention.__enter__()
-        return super().__enter__()
-
-    def __exit__(self, *exc):
-        try:
-            return super().__exit__(*exc)
-        finally:
-            self._attention.__exit__(*exc)
+    def _attention_kernel(self, args, kwargs, out) -> None:
+        if not self._paused:
+            self._track(out)
 
     # --- bookkeeping ---------------------------------------------------------------------
     def _add(self, n: int) -> None:

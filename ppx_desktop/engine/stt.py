@@ -30,10 +30,9 @@ import typing as tp
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .lm import UNGENERATED_TOKEN, ZERO_TOKEN, ScaledEmbedding
+from .lm import UNGENERATED_TOKEN, ScaledEmbedding, embed_streams
 from .sampling import sample_token
 from .stt_config import STTConfig, STTLMConfig
 from .transformer import RMSNorm, Transformer, TransformerState
@@ -61,16 +60,8 @@ class STTModel(nn.Module):
         return [self.cfg.text_card] + [self.cfg.card] * self.cfg.n_q
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens `[B, 1 + n_q, T]` -> `[B, T, dim]`: the audio embeddings summed in codebook order, then
-        the text embedding added (the reference's order, which decides the roundings)."""
-        audio = tokens[:, 1:]  # [B, n_q, T]
-        index, zero = audio.clamp(min=0), (audio == ZERO_TOKEN)[..., None]
-        rows = torch.stack([F.embedding(index[:, i], emb.weight) for i, emb in enumerate(self.emb)], dim=1)
-        rows = rows.masked_fill(zero, 0.0)  # [B, n_q, T, dim]
-        h = rows[:, 0]
-        for i in range(1, self.cfg.n_q):
-            h = h + rows[:, i]
-        return h + self.text_emb(tokens[:, 0])
+        """tokens `[B, 1 + n_q, T]` -> `[B, T, dim]`, as the LM embeds its streams (`embed_streams`)."""
+        return embed_streams(tokens, self.emb, self.text_emb)
 
     def forward_step(self, h: torch.Tensor, state: TransformerState | None = None, kv_limit: int | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
