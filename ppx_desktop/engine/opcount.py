@@ -158,22 +158,6 @@ def random_model(config: ModelConfig, device: torch.device, dtype: torch.dtype, 
     return LoadedModel(config, mimi.eval(), lm.eval(), None, Path("<random weights>"), device, dtype, quant)
 
 
-def bytes_per_frame(lm: torch.nn.Module, mimi: torch.nn.Module, depformer_steps: int, kv_bytes: int) -> int:
-    """Bytes one frame must read: every LM weight except embedding tables (one row each), the
-    depformer's per-step weights for the sub-steps run, the KV cache, and Mimi."""
-    dep_q = lm.cfg.dep_q
-    total = kv_bytes
-    for key, t in lm.state_dict().items():
-        top = key.split(".")[0]
-        size = t.numel() * t.element_size()
-        if top in ("emb", "text_emb", "depformer_emb", "depformer_text_emb"):
-            continue
-        if top in ("depformer", "depformer_in", "linears") and "alpha" not in key:
-            size = size * depformer_steps // dep_q
-        total += size
-    return total + sum(t.numel() * t.element_size() for t in mimi.state_dict().values())
-
-
 def peak_memory(device: torch.device) -> int:
     """Peak bytes: allocated device memory on CUDA, the process's peak resident set on the CPU."""
     if device.type == "cuda":
@@ -231,5 +215,5 @@ def random_stt(stt_config, mimi, device: torch.device, dtype: torch.dtype, quant
     return LoadedSTT(stt_config, mimi, model.eval(), None, Path("<random weights>"), torch.device(device), dtype)
 
 
-__all__ = ["OpCounter", "bytes_per_frame", "count_ops", "deep_narrow_config", "fill_random_", "peak_memory",
+__all__ = ["OpCounter", "count_ops", "deep_narrow_config", "fill_random_", "peak_memory",
            "random_model", "small_config"]
