@@ -138,11 +138,8 @@ class Generator:
         ]
 
     # --- state -------------------------------------------------------------------------------
-    def init_state(self, batch_size: int = 1, capacity: int | None = None) -> GenState:
-        """A fresh state. `capacity` (default: the model's context) sizes the temporal KV ring: a
-        smaller ring gives identical results as long as fewer frames are written (a voice prompt
-        recorded on its own needs only its own length)."""
-        lm_state, dep_state = self.lm.init_state(batch_size, capacity)
+    def init_state(self, batch_size: int = 1) -> GenState:
+        lm_state, dep_state = self.lm.init_state(batch_size)
         cache = torch.full((batch_size, self.num_streams, self.ct), UNGENERATED_TOKEN, dtype=torch.long,
                            device=self.device)
         provided = torch.zeros(batch_size, self.num_streams, self.ct, dtype=torch.bool, device=self.device)

@@ -89,13 +89,12 @@ class LMModel(nn.Module):
         """Initial token per stream: text_card for text, card for audio."""
         return [self.cfg.text_card] + [self.cfg.card] * self.cfg.n_q
 
-    def init_state(self, batch_size: int, capacity: int | None = None) -> tuple[TransformerState, TransformerState]:
-        """Preallocated streaming state: temporal ring cache (`capacity` slots, default the
-        context) and the per-frame depformer cache."""
+    def init_state(self, batch_size: int) -> tuple[TransformerState, TransformerState]:
+        """Preallocated streaming state: temporal ring cache and the per-frame depformer cache."""
         # The caches take the activations' dtype (the embeddings'): with quantised layers the first
         # parameter of a stack can be a float32 norm.
         kw = dict(device=self.text_emb.weight.device, dtype=self.text_emb.weight.dtype)
-        return (self.transformer.init_state(batch_size, capacity or self.cfg.context, **kw),
+        return (self.transformer.init_state(batch_size, self.cfg.context, **kw),
                 self.depformer.init_state(batch_size, self.cfg.dep_q, **kw))
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
