@@ -153,6 +153,15 @@ class TurnDetector:
     def in_turn(self) -> bool:
         return self._state == "speaking" or self._ptt
 
+    @property
+    def silence_s(self) -> float:
+        """Silence heard since the user's last speech in this turn (0 while they speak)."""
+        return self._silence_s
+
+    def turn_audio(self) -> np.ndarray:
+        """The turn heard so far at 24 kHz, with its pre-roll (empty outside a turn)."""
+        return np.concatenate(self._turn) if self._turn else np.zeros(0, np.float32)
+
     # --- push-to-talk ---
 
     def press(self) -> TurnEvent:
@@ -169,7 +178,7 @@ class TurnDetector:
         return self._end(self._samples / RATE)
 
     def _end(self, t_speech_end: float) -> TurnEvent:
-        audio = np.concatenate(self._turn) if self._turn else np.zeros(0, np.float32)
+        audio = self.turn_audio()
         t = self._samples / RATE
         tail = max(0, int(round((t - t_speech_end - 0.2) * RATE)))  # keep 200 ms after the speech
         if tail and tail < audio.shape[0]:

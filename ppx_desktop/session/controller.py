@@ -6,7 +6,10 @@ One capture thread reads `AudioIO.read_frame` and, by mode:
 - "handsfree": feeds a `TurnDetector`; a detected end of speech submits `Respond`. While the
   agent answers (a turn pending, the worker busy or audio still playing) the microphone is
   ignored and the detector reset, so the agent's own voice never starts a turn; listening
-  resumes by itself once playback ends.
+  resumes by itself once playback ends. With the semantic end of turn (session/semantic_turn.py)
+  a turn is streamed instead: `StartTurn` once speech starts, every frame to
+  `worker.push_turn_frame`, and `EndTurn` when the speech-to-text model's end-of-turn score says
+  the user has finished (or, as before, after the silence).
 - "duplex": after `StartDuplex`, every captured frame goes to `worker.push_frame`.
 
 The conversation (the worker's streaming state) is untouched by mode switches, but listening
@@ -35,7 +38,8 @@ import numpy as np
 from ..audio.levels import ActivityHold
 from ..audio.recorder import Recorder
 from ..audio.vad import TurnDetector, VadConfig
-from .events import ErrorEvent, Respond, StartDuplex, StopDuplex, TurnFinished
+from .events import EndOfTurnScore, EndTurn, ErrorEvent, Respond, StartDuplex, StartTurn, StopDuplex, TurnFinished
+from .semantic_turn import END_OF_TURN_MODES, SemanticEndOfTurn, SemanticTurnRule
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,7 @@ class UserTurn:
     audio: np.ndarray  # 24 kHz mono float32
     started: float  # wall clock of the first frame
     duration_s: float
+    ended_by: str = ""  # hands-free: "silence", "semantic" or "max_length"; "" for the other modes
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ class ConversationController:
         self.recorder = recorder if recorder is not None else Recorder(max_idle_s=IDLE_KEPT_S)
         self._vad = vad
         self._detector = TurnDetector(vad)
+        self.end_of_turn = "silence"  # hands-free: "silence" or "semantic" (set_end_of_turn)
+        self._semantic = SemanticEndOfTurn()
         self.mode = "ptt"
         self.max_steps = 75
         self.early_stop = True
@@ -106,7 +113,10 @@ class ConversationController:
         self._pressed = False
         self._held: list[np.ndarray] = []
         self._held_started = 0.0
-        self._pending_turn = 0  # a submitted Respond not yet finished
+        self._pending_turn = 0  # a submitted Respond (or StartTurn) not yet finished
+        self._live_turn = 0  # a streamed hands-free turn whose user part is still being heard
+        self._live_frames: list[np.ndarray] = []
+        self._live_started = 0.0
         self._in_speech = False
         self._duplex_turn = 0
         self._duplex_frames: list[np.ndarray] = []
@@ -165,6 +175,13 @@ class ConversationController:
     def set_vad(self, vad: VadConfig) -> None:
         self._commands.put(("vad", vad))
 
+    def set_end_of_turn(self, mode: str, rule: SemanticTurnRule | None = None) -> None:
+        """Hands-free turns end after a silence ("silence") or when the speech-to-text model says
+        the user has finished ("semantic", with the silence as the fallback)."""
+        if mode not in END_OF_TURN_MODES:
+            raise ValueError(f"unknown end of turn {mode!r}: choose one of {', '.join(END_OF_TURN_MODES)}")
+        self._commands.put(("end_of_turn", (mode, rule)))
+
     def press(self) -> None:
         self._commands.put(("press", None))
 
@@ -202,7 +219,10 @@ class ConversationController:
             self._commands.put(("duplex_ended", event.turn_id))
         elif isinstance(event, ErrorEvent) and event.command == "StartDuplex":
             self._commands.put(("duplex_ended", None))
-        if isinstance(event, TurnFinished) or (isinstance(event, ErrorEvent) and event.command == "Respond"):
+        if isinstance(event, EndOfTurnScore):
+            self._commands.put(("eot", event))
+        elif isinstance(event, TurnFinished) or (isinstance(event, ErrorEvent)
+                                                 and event.command in ("Respond", "StartTurn")):
             self._commands.put(("finished", getattr(event, "turn_id", None)))
 
     def save_recording(self, path) -> None:
@@ -279,13 +299,26 @@ class ConversationController:
             elif name == "toggle":
                 self._set_listening(not self._listening)
             elif name == "finished":
+                if self._live_turn and value in (None, self._live_turn):  # the worker ended it (an error)
+                    self._end_live_turn("", tell_worker=False)
                 if value is None or value == self._pending_turn:
                     self._pending_turn = 0
+            elif name == "eot":
+                if (self._live_turn == value.turn_id and self.end_of_turn == "semantic"
+                        and self._semantic.push(value.probability, self._detector.silence_s)):
+                    self._end_live_turn("semantic")
+            elif name == "end_of_turn":
+                self.end_of_turn, rule = value
+                self._semantic = SemanticEndOfTurn(rule or self._semantic.rule)
             elif name == "vad":
+                if value == self._vad:  # Settings applied with the same detection: nothing changes
+                    continue
+                self._abort_live_turn()
                 self._vad = value
                 self._detector = TurnDetector(value)
                 self._in_speech = False
             elif name == "mute":
+                self._abort_live_turn()
                 self._muted = value
                 self._detector.reset()
                 self._in_speech = False
@@ -301,6 +334,7 @@ class ConversationController:
             return
         if self.mode == "duplex" and self._duplex_turn:
             self._stop_duplex()
+        self._abort_live_turn()
         if self._pressed:
             self._pressed, self._held = False, []
         self._detector.reset()
@@ -340,6 +374,8 @@ class ConversationController:
         if on == self._listening or self.mode == "ptt":
             return
         self._listening = on
+        if not on:
+            self._abort_live_turn()
         self._detector.reset()
         self._in_speech = False
         if self.mode == "duplex":
@@ -377,6 +413,43 @@ class ConversationController:
         self.worker.submit(Respond(audio=audio, max_steps=self.max_steps, early_stop=self.early_stop,
                                    turn_id=turn_id))
 
+    def _begin_live_turn(self) -> None:
+        """Speech started (semantic end of turn): the worker hears the turn from now on."""
+        audio = self._detector.turn_audio()
+        turn_id = self._new_turn_id()
+        self._pending_turn = self._live_turn = turn_id
+        self._live_frames, self._live_started = [audio], time.time() - len(audio) / SAMPLE_RATE
+        self._semantic.reset()
+        self.worker.submit(StartTurn(audio=audio, max_steps=self.max_steps, early_stop=self.early_stop,
+                                     turn_id=turn_id))
+
+    def _stream_turn(self, frame: np.ndarray) -> None:
+        self.worker.push_turn_frame(self._live_turn, frame)
+        self._live_frames.append(frame)
+        event = self._detector.push(frame)
+        if event is not None and event.kind == "turn_ended":  # the silence (or the length) ends it
+            long = event.t_end - event.t_speech_start >= self._vad.max_turn_s
+            self._end_live_turn("max_length" if long else "silence")
+
+    def _end_live_turn(self, reason: str, tell_worker: bool = True) -> None:
+        turn_id = self._live_turn
+        if tell_worker:
+            self.worker.submit(EndTurn(turn_id, reason))
+        audio = np.concatenate(self._live_frames) if self._live_frames else np.zeros(0, np.float32)
+        self._live_turn, self._live_frames = 0, []
+        self._detector.reset()
+        self._semantic.reset()
+        self._in_speech = False
+        self.on_event(UserTurn(turn_id, self.mode, audio, self._live_started, len(audio) / SAMPLE_RATE, reason))
+
+    def _abort_live_turn(self) -> None:
+        """Listening stopped mid-turn (mode switch, stop, mute): the turn is cancelled, not answered."""
+        if not self._live_turn:
+            return
+        self.worker.cancel()
+        self._live_turn, self._live_frames = 0, []
+        self._semantic.reset()
+
     def _agent_busy(self) -> bool:
         return bool(self._pending_turn) or self.worker.busy or self.audio.playing()
 
@@ -391,7 +464,10 @@ class ConversationController:
             else:
                 user = np.zeros_like(frame)  # the recording holds only what the user chose to send
         elif self.mode == "handsfree" and self._listening:
-            if self._agent_busy():
+            if self._live_turn:
+                self._stream_turn(frame)
+                active = True
+            elif self._agent_busy():
                 if self._in_speech:
                     self._detector.reset()
                     self._in_speech = False
@@ -417,6 +493,8 @@ class ConversationController:
             return
         if event.kind == "speech_started":
             self._in_speech = True
+            if submit and self.end_of_turn == "semantic":
+                self._begin_live_turn()
         elif event.kind == "turn_ended":
             self._in_speech = False
             if submit and event.audio is not None and len(event.audio):
@@ -435,6 +513,8 @@ class ConversationController:
                 state = "replaying"
             elif not self._listening:
                 state = "stopped"
+            elif self._live_turn:
+                state = "hearing_you"
             elif self._pending_turn or self.worker.busy:
                 state = "waiting"
             elif playing:

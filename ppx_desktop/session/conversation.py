@@ -201,6 +201,8 @@ class Conversation:
         self._prev_text_probs: torch.Tensor | None = None
         self._model_key = self._model_identity(model)
         self.clock = 0
+        # The speech-to-text model's end-of-turn probability for the last frame (NaN without it).
+        self.last_end_of_turn = math.nan
 
     def reseed(self, seed: int | None) -> None:
         """Makes sampled answers from now on reproducible (None: a random seed)."""
@@ -422,6 +424,7 @@ class Conversation:
             self.keeper.record(frame_index, result.tokens)
             if self.user_transcript is not None:
                 self.user_transcript.add(clock, result.user_text_id, result.end_of_turn, live)
+                self.last_end_of_turn = math.nan if result.end_of_turn is None else result.end_of_turn
             return result.pcm, result.text_id
         # Diagnostic frames run the same work eagerly, synchronising to time each part.
         mimi = self.model.mimi
@@ -431,6 +434,7 @@ class Conversation:
         if self.transcriber is not None:  # the same shared encode as the captured frame
             user_text, end_of_turn = self.transcriber.step(codes)
             self.user_transcript.add(clock, int(user_text[0]), float(end_of_turn[0]), live)
+            self.last_end_of_turn = float(end_of_turn[0])
         codes = codes[:, :self.num_codebooks]
         t1 = self._sync_time()
         out = self.gen.step(self.state, user=codes, return_logits=True)
@@ -472,15 +476,25 @@ class Conversation:
         return self._frame(frame)
 
     # --- turns ------------------------------------------------------------------------------
-    def respond_stream(self, user_audio: np.ndarray, max_steps: int = 75, early_stop: bool = True,
-                       cancel: threading.Event | None = None, diagnostics: bool = False) -> TurnStream:
+    def respond_stream(self, user_audio: np.ndarray | tp.Iterable[np.ndarray], max_steps: int = 75,
+                       early_stop: bool = True, cancel: threading.Event | None = None, diagnostics: bool = False,
+                       expected_user_frames: int | None = None) -> TurnStream:
         """A turn: the user's audio frame by frame, then the agent's answer for up to `max_steps`
-        frames with silence as the user's input, yielded frame by frame."""
+        frames with silence as the user's input, yielded frame by frame.
+
+        `user_audio` is the whole turn, or an iterable of [1920] frames consumed as they come (a
+        turn streamed while the user speaks; `expected_user_frames` then sizes the context room
+        kept for it, and a longer turn refreshes the context when it must)."""
         from ..audio.files import frames
 
         if max_steps < 1:
             raise ValueError("max_steps must be at least 1")
-        user_frames = frames(np.asarray(user_audio, dtype=np.float32).reshape(-1), FRAME_SIZE)
+        if isinstance(user_audio, np.ndarray):
+            user_frames: tp.Iterable[np.ndarray] = frames(user_audio.astype(np.float32).reshape(-1), FRAME_SIZE)
+            expected = len(user_frames)
+        else:
+            user_frames, expected = user_audio, expected_user_frames or 0
+        heard = [0]
         diag = Diagnostics(context_size=self.context_size) if diagnostics else None
         refreshes_before = self.keeper.count
         pcm_out: list[np.ndarray] = []
@@ -496,7 +510,7 @@ class Conversation:
 
         def chunks() -> tp.Iterator[Chunk]:
             timing = [] if diagnostics else None
-            kept = self.keeper.before_turn(self.frames_seen, len(user_frames) + max_steps)
+            kept = self.keeper.before_turn(self.frames_seen, expected + max_steps)
             if kept is not None:
                 self._refresh(kept, "before the turn")
             times[0] = self.clock / FRAME_RATE
@@ -505,6 +519,7 @@ class Conversation:
                     end[0] = TurnEnd.CANCELLED
                     return
                 _, text_id = self._frame(frame, timing)
+                heard[0] += 1
                 record("user", text_id, timing)
             started, quiet_run = False, 0
             times[1] = self.clock / FRAME_RATE
@@ -536,7 +551,7 @@ class Conversation:
             text = "".join(p for p in (self.piece(i) for i in ids) if p)
             # The answer's silent input let the speech-to-text model's last words out (its delay).
             line = self.user_transcript.finish(times[0]) if self.user_transcript is not None else None
-            return TurnResult(pcm, text.strip(), ids, end[0], len(ids), len(user_frames), diag, line, *times)
+            return TurnResult(pcm, text.strip(), ids, end[0], len(ids), heard[0], diag, line, *times)
 
         return TurnStream(chunks(), finish)
 

@@ -60,6 +60,27 @@ class Respond:
     turn_id: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class StartTurn:
+    """A hands-free turn streamed while the user speaks (semantic end of turn): `audio` is what
+    was heard so far (with its pre-roll); the rest comes frame by frame through
+    `push_turn_frame(turn_id, frame)` until `EndTurn(turn_id)`, then the agent answers. Every user
+    frame gives an `EndOfTurnScore`, so the app can end the turn when the user has finished."""
+
+    audio: np.ndarray
+    max_steps: int = 75
+    early_stop: bool = True
+    turn_id: int = 0
+
+
+@dataclass(frozen=True)
+class EndTurn:
+    """The user's part of a streamed turn is over (`reason`: "semantic", "silence", "max_length")."""
+
+    turn_id: int
+    reason: str = "silence"
+
+
 @dataclass(frozen=True)
 class StartDuplex:
     """Live duplex: the worker consumes frames given with `push_frame` until StopDuplex/cancel."""
@@ -112,7 +133,8 @@ class Shutdown:
 # --- events -----------------------------------------------------------------------------------
 
 # "buffering": an answer is being generated but held back until it can play without a gap.
-STATES = ("loading", "warming_up", "ready", "preparing", "thinking", "buffering", "speaking", "duplex",
+# "hearing": a streamed hands-free turn takes the user's frames as they are spoken (StartTurn).
+STATES = ("loading", "warming_up", "ready", "preparing", "hearing", "thinking", "buffering", "speaking", "duplex",
           "previewing", "idle", "stopped", "error")
 
 
@@ -167,6 +189,16 @@ class UserText:
     start: float
     end: float
     final: bool
+
+
+@dataclass(frozen=True)
+class EndOfTurnScore:
+    """The speech-to-text model's end-of-turn probability after user frame `frame` of a streamed
+    turn (NaN without the speech-to-text model)."""
+
+    turn_id: int
+    frame: int
+    probability: float
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,12 +22,16 @@ import numpy as np
 
 from ..engine.config import FRAME_RATE, FRAME_SIZE
 from . import events as ev
-from .duplex import FrameQueue
+from .duplex import FrameQueue, TurnFrames
 from .preroll import PreRoll, StepTimes
 
 log = logging.getLogger(__name__)
 
 STATS_EVERY = 3  # frames between StepStats events (~4 per second)
+# A streamed hands-free turn: the context room kept for the user's part (15 s; a longer turn
+# refreshes when it must), and the longest it may run if the app never ends it (80 s).
+LIVE_TURN_EXPECTED_FRAMES = 188
+LIVE_TURN_MAX_FRAMES = 1000
 
 
 class _Cancelled:
@@ -63,6 +67,7 @@ class InferenceWorker:
         self.preview_sink: tp.Callable[[np.ndarray], None] | None = None  # voice previews (not the conversation)
         self.underruns = underruns
         self.input = FrameQueue(max_input_lag_frames)
+        self.turn_input = TurnFrames(LIVE_TURN_MAX_FRAMES)  # a streamed hands-free turn's frames
         self.cache = PromptStateCache(state_cache_dir)
         self.model = None
         self.conversation = None
@@ -73,6 +78,7 @@ class InferenceWorker:
         self._cancel_seq = 0
         self._stopping = False
         self._told_fallback = False  # a capture fallback is shown once
+        self._told_no_semantic = False  # so is a semantic end of turn without the speech-to-text model
         self.transcriber = None  # the speech-to-text model in the frame (session/transcription.py)
         self.transcription = ""  # its precision while it runs
         self.model_dir: Path | None = None
@@ -99,6 +105,10 @@ class InferenceWorker:
 
     def push_frame(self, frame: np.ndarray) -> None:
         self.input.put(frame)
+
+    def push_turn_frame(self, turn_id: int, frame: np.ndarray) -> None:
+        """A microphone frame of the streamed turn `turn_id` (see `events.StartTurn`)."""
+        self.turn_input.put(turn_id, frame)
 
     def request_shutdown(self) -> None:
         """Cancels what runs and asks the thread to end, without waiting (see `shutdown`)."""
@@ -152,7 +162,7 @@ class InferenceWorker:
         name = type(command).__name__
         handler = {
             ev.LoadModel: self._load, ev.UseModel: self._use_model, ev.StartConversation: self._start_conversation,
-            ev.Respond: self._respond,
+            ev.Respond: self._respond, ev.StartTurn: self._live_turn, ev.EndTurn: lambda seq, cmd: None,
             ev.StartDuplex: self._duplex, ev.StopDuplex: lambda seq, cmd: None, ev.Reset: self._reset,
             ev.CreateVoice: self._create_voice, ev.SetTranscription: self._transcription,
             ev.PreviewVoice: self._preview,
@@ -328,19 +338,77 @@ class InferenceWorker:
         self._emit(ev.Status("idle"))
 
     def _respond(self, seq: int, cmd: ev.Respond) -> None:
-        conv = self._require_conversation()
         audio = np.asarray(cmd.audio, dtype=np.float32).reshape(-1)
+        self._turn(seq, cmd.turn_id, audio, -(-len(audio) // FRAME_SIZE), cmd.max_steps, cmd.early_stop)
+
+    def _live_turn(self, seq: int, cmd: ev.StartTurn) -> None:
+        """A hands-free turn heard while the user speaks: the frames so far, then each new one as
+        the microphone gives it, each followed by its end-of-turn score, until the app ends the
+        user's part (`EndTurn`); then the answer, as for `Respond`."""
+        conv = self._require_conversation()
+        if conv.transcriber is None and not self._told_no_semantic:
+            self._told_no_semantic = True
+            self._emit(ev.Notice("Ending a turn when you finish your sentence needs the speech-to-text model "
+                                 "(Settings, Transcript): until it runs, turns end after a silence.", "semantic"))
         cancelled = _Cancelled(self, seq)
-        self._emit(ev.TurnStarted(cmd.turn_id, "turn"))
+        first = np.asarray(cmd.audio, dtype=np.float32).reshape(-1)
+        heard = [0]
+        ended: list[float] = []  # when the user's part was over (this thread's clock)
+
+        def score() -> None:
+            self._emit(ev.EndOfTurnScore(cmd.turn_id, heard[0], conv.last_end_of_turn))
+            heard[0] += 1
+
+        def ended_now() -> bool:
+            with self._cond:
+                while self._pending:
+                    head = self._pending[0][1]
+                    if not isinstance(head, ev.EndTurn):
+                        return True  # any other command ends the user's part: nothing waits behind a turn
+                    self._pending.popleft()
+                    if head.turn_id == cmd.turn_id:
+                        return True
+            return False
+
+        def user_frames() -> tp.Iterator[np.ndarray]:
+            from ..audio.files import frames
+
+            try:
+                for frame in frames(first, FRAME_SIZE) if len(first) else ():
+                    yield frame
+                    score()
+                over = False
+                while heard[0] < LIVE_TURN_MAX_FRAMES and not cancelled.is_set():
+                    over = over or ended_now()
+                    frame = self.turn_input.get(cmd.turn_id, timeout=0 if over else 0.05)
+                    if frame is None:
+                        if over:  # what the microphone gave before the end is heard, then no more
+                            return
+                        continue
+                    yield frame
+                    score()
+            finally:
+                ended.append(self.clock())
+
+        self._turn(seq, cmd.turn_id, user_frames(), None, cmd.max_steps, cmd.early_stop, ended)
+
+    def _turn(self, seq: int, turn_id: int, audio, user_frames: int | None, max_steps: int, early_stop: bool,
+              user_ended: list[float] | None = None) -> None:
+        """One turn: `audio` (the whole turn, or its frames as they come: `user_frames` None and
+        `user_ended` filled when the user's part is over), then the answer, played without gaps."""
+        conv = self._require_conversation()
+        cancelled = _Cancelled(self, seq)
+        live = user_frames is None
+        self._emit(ev.TurnStarted(turn_id, "turn"))
         if cancelled.is_set():
-            self._finish_turn(cmd.turn_id, "turn", "cancelled", "", 0, len(audio), 0)
+            self._finish_turn(turn_id, "turn", "cancelled", "", 0, (user_frames or 0) * FRAME_SIZE, 0)
             return
-        self._emit(ev.Status("thinking"))
-        self._user_text_to(conv, cmd.turn_id)
-        stream = conv.respond_stream(audio, cmd.max_steps, cmd.early_stop, cancel=cancelled)
+        self._emit(ev.Status("hearing" if live else "thinking"))
+        self._user_text_to(conv, turn_id)
+        room = {"expected_user_frames": LIVE_TURN_EXPECTED_FRAMES} if live else {}
+        stream = conv.respond_stream(audio, max_steps, early_stop, cancel=cancelled, **room)
         clock = self.clock
         t_start = t_last = clock()
-        user_frames = -(-len(audio) // FRAME_SIZE)
         played: list[str] = []
         waited: list[float] = []
         step_ms = [0.0]
@@ -353,16 +421,23 @@ class InferenceWorker:
                 waited.append(clock() - t_start)
                 self._emit(ev.Status("speaking"))
                 self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0])
-            self._deliver(cmd.turn_id, pcm, text)
+            self._deliver(turn_id, pcm, text)
             frames_played[0] += 1
             if text:
                 played.append(text)
 
         # On a GPU slower than real time the answer waits until the rest will arrive in time.
-        gate = PreRoll(play, cmd.max_steps, self.step_times)
+        gate = PreRoll(play, max_steps, self.step_times)
         for chunk in stream:
             now = clock()
-            if chunk.step == 0:  # the user's frames and this one ran since the start: their pace
+            if chunk.step == 0 and live:
+                # The user's frames ran at the microphone's pace: time from the end of the turn,
+                # which is also when the wait for the answer begins.
+                t_start = user_ended[0] if user_ended else t_start
+                step = now - t_start
+                self.step_times.add(step)
+                self._emit(ev.Status("thinking"))
+            elif chunk.step == 0:  # the user's frames and this one ran since the start: their pace
                 step = (now - t_start) / (user_frames + 1)
                 self.step_times.add(step, user_frames + 1)
             else:
@@ -374,14 +449,15 @@ class InferenceWorker:
             if chunk.step and chunk.step % STATS_EVERY == 0:
                 self._emit_stats(step_ms[0], 0, conv, wait_s=waited[0] if waited else 0.0)
         r = stream.result
+        user_samples = r.user_frames * FRAME_SIZE if live else len(audio)
         if r.end != "cancelled":
             gate.flush()
         if r.end == "cancelled" or cancelled.is_set():
             gate.drop()  # what was not played yet is never played, nor shown
-            self._finish_turn(cmd.turn_id, "turn", "cancelled", "".join(played).strip(), r.steps, len(audio),
+            self._finish_turn(turn_id, "turn", "cancelled", "".join(played).strip(), r.steps, user_samples,
                               frames_played[0] * FRAME_SIZE)
             return
-        self._finish_turn(cmd.turn_id, "turn", r.end, r.text, r.steps, len(audio), r.steps * FRAME_SIZE)
+        self._finish_turn(turn_id, "turn", r.end, r.text, r.steps, user_samples, r.steps * FRAME_SIZE)
 
     def _duplex(self, seq: int, cmd: ev.StartDuplex) -> None:
         conv = self._require_conversation()

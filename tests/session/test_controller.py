@@ -13,7 +13,15 @@ import soundfile as sf
 from ppx_desktop.audio import AudioConfig, AudioIO, VadConfig
 from ppx_desktop.audio.testdevice import TestDevice
 from ppx_desktop.session.controller import ConversationController, ListenState, UserTurn
-from ppx_desktop.session.events import Respond, StartDuplex, StopDuplex, TurnFinished
+from ppx_desktop.session.events import (
+    EndOfTurnScore,
+    EndTurn,
+    Respond,
+    StartDuplex,
+    StartTurn,
+    StopDuplex,
+    TurnFinished,
+)
 
 SPEECH = Path(__file__).resolve().parents[1] / "audio" / "data" / "near_speech.wav"
 FRAME = 1920
@@ -25,6 +33,7 @@ class FakeWorker:
     def __init__(self) -> None:
         self.commands: list[object] = []
         self.pushed: list[np.ndarray] = []
+        self.turn_frames: list[tuple[int, np.ndarray]] = []  # a streamed turn's frames (semantic end of turn)
         self.cancels = 0
         self.busy = False
         self.audio_sink = None
@@ -34,6 +43,9 @@ class FakeWorker:
 
     def push_frame(self, frame) -> None:
         self.pushed.append(frame)
+
+    def push_turn_frame(self, turn_id, frame) -> None:
+        self.turn_frames.append((turn_id, frame))
 
     def cancel(self) -> None:
         self.cancels += 1
@@ -350,3 +362,88 @@ def test_start_stop_presses_apply_in_order_however_fast(manual_rig):
     controller.toggle_listening()
     tick_until(device, controller, lambda: controller.state in ("listening", "hearing_you"))
     assert len(worker.of(StartDuplex)) == 2 and len(worker.of(StopDuplex)) == 1 and controller.listening
+
+
+def start_semantic_turn(manual_rig, speech, tail_s: float, end_silence_s: float = 0.5):
+    controller, worker, device, events = manual_rig
+    controller.set_vad(VadConfig(end_silence_s=end_silence_s))
+    controller.set_mode("handsfree")
+    controller.set_end_of_turn("semantic")
+    controller.set_listening(True)
+    wait_until(lambda: controller.state == "listening")
+    device.say(np.concatenate([speech, np.zeros(int(tail_s * 24_000), np.float32)]))
+    tick_until(device, controller, lambda: worker.of(StartTurn), max_blocks=100)
+    start = worker.of(StartTurn)[0]
+    wait_until(lambda: controller.state == "hearing_you")
+    return start
+
+
+def score_each_block(manual_rig, turn_id: int, probability, until, max_blocks: int = 200) -> int:
+    """Ticks the sound card and answers each frame with the model's end-of-turn score, as the
+    worker does; returns the blocks it took."""
+    controller, worker, device, _ = manual_rig
+    for n in range(max_blocks):
+        if until():
+            return n
+        tick(device, controller)
+        controller.on_worker_event(EndOfTurnScore(turn_id, n, probability()))
+    raise AssertionError(f"condition not met within {max_blocks} blocks")
+
+
+@pytest.mark.slow
+def test_semantic_end_of_turn_streams_the_turn_and_ends_it_when_the_model_says_so(manual_rig, speech):
+    controller, worker, device, events = manual_rig
+    tail = 2.0
+    start = start_semantic_turn(manual_rig, speech, tail, end_silence_s=1.5)
+    # Once speech starts the turn goes to the worker at once: what was heard (pre-roll and the
+    # first 0.3 s of speech), then every frame as it comes.
+    assert 0.3 <= len(start.audio) / 24_000 < 1.2 and start.max_steps == controller.max_steps
+    in_speech = lambda: device.mic_pending_seconds() <= tail  # noqa: E731
+    score_each_block(manual_rig, start.turn_id, lambda: 0.05, in_speech)  # "not finished" while they speak
+    assert not worker.of(EndTurn) and not worker.of(Respond)
+    silence_at = len(worker.turn_frames)
+    blocks = score_each_block(manual_rig, start.turn_id, lambda: 0.95, lambda: worker.of(EndTurn))
+    assert worker.of(EndTurn) == [EndTurn(start.turn_id, "semantic")]
+    # The recording's own trailing quiet has played: after the rule's hold (2 frames) the turn ends,
+    # where the silence rule would wait for 1.5 s.
+    assert blocks <= 3, blocks
+    assert {t for t, _ in worker.turn_frames} == {start.turn_id} and len(worker.turn_frames) >= silence_at
+    turn = [e for e in events if isinstance(e, UserTurn)][-1]
+    assert (turn.turn_id, turn.ended_by) == (start.turn_id, "semantic")
+    heard = len(start.audio) + FRAME * len(worker.turn_frames)
+    assert len(turn.audio) == heard  # the saved turn is exactly what the model heard
+    # No more frames go to the turn; the agent answers, then listening resumes.
+    sent = len(worker.turn_frames)
+    tick(device, controller, 3)
+    assert len(worker.turn_frames) == sent and not worker.of(Respond)
+    controller.on_worker_event(TurnFinished(start.turn_id, "turn", "agent_finished", "ok", 10, 4.4, 0.8))
+    tick_until(device, controller, lambda: controller.state == "listening", max_blocks=50)
+
+
+@pytest.mark.slow
+def test_without_the_speech_to_text_model_the_silence_ends_a_streamed_turn(manual_rig, speech):
+    controller, worker, device, events = manual_rig
+    start = start_semantic_turn(manual_rig, speech, 1.0)
+    score_each_block(manual_rig, start.turn_id, lambda: float("nan"), lambda: worker.of(EndTurn))
+    assert worker.of(EndTurn) == [EndTurn(start.turn_id, "silence")]
+    assert [e for e in events if isinstance(e, UserTurn)][-1].ended_by == "silence"
+
+
+def test_stopping_during_a_streamed_turn_cancels_it(manual_rig, speech):
+    controller, worker, device, events = manual_rig
+    start = start_semantic_turn(manual_rig, speech, 0.5)
+    controller.set_listening(False)
+    tick(device, controller)
+    assert worker.cancels == 1 and not worker.of(EndTurn)
+    sent = len(worker.turn_frames)
+    tick(device, controller, 3)
+    assert len(worker.turn_frames) == sent and controller.state == "stopped"
+    # A late score of the cancelled turn changes nothing.
+    controller.on_worker_event(EndOfTurnScore(start.turn_id, 99, 0.99))
+    tick(device, controller)
+    assert not worker.of(EndTurn)
+
+
+def test_an_unknown_end_of_turn_mode_is_refused(manual_rig):
+    with pytest.raises(ValueError, match="semantic"):
+        manual_rig[0].set_end_of_turn("telepathy")

@@ -349,3 +349,58 @@ def test_voice_preview_plays_a_sample_and_the_conversation_carries_on_unchanged(
     np.testing.assert_array_equal(np.concatenate(plain), np.concatenate(with_preview))
     assert worker.conversation.voice_name == "NATF0"  # back to the conversation's own voice
     assert "previewing" in [e.state for e in worker.rec.of(ev.Status)]
+
+
+def test_a_streamed_turn_scores_every_frame_live_and_answers_as_the_whole_turn(tiny_model_dir):
+    """Semantic end of turn: the user's frames run as they arrive, each followed by its end-of-turn
+    score (before the app has ended the turn); the answer is the one `Respond` gives for the same audio."""
+    from ppx_desktop.engine.tiny import synthetic_voice
+
+    rec = Recorder()
+    w = InferenceWorker(rec)
+    w.start()
+    try:
+        w.submit(ev.LoadModel(model_dir=tiny_model_dir, device="cpu", transcription=True))
+        rec.wait_for(ev.ModelLoaded)
+        w.submit(ev.StartConversation("NATF0", "", SamplingConfig.greedy(), 0))
+        rec.wait_for(ev.ConversationReady)
+        speech = np.concatenate([synthetic_voice(i, seconds=0.8) for i in range(2)])[: 20 * FRAME_SIZE]
+        w.push_turn_frame(2, np.ones(FRAME_SIZE, np.float32))  # a cancelled turn's frame: never heard
+        w.submit(ev.StartTurn(speech[: 6 * FRAME_SIZE], max_steps=8, early_stop=False, turn_id=3))
+        for i in range(6, 20):
+            rec.wait_for(ev.EndOfTurnScore, where=lambda e, i=i: e.frame == i - 1)  # scored before the next comes
+            w.push_turn_frame(3, speech[i * FRAME_SIZE:(i + 1) * FRAME_SIZE])
+        assert not rec.of(ev.AgentAudio)  # nothing answered while the user has the floor
+        w.submit(ev.EndTurn(3, "semantic"))
+        streamed = rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 3)
+        scores = [e for e in rec.of(ev.EndOfTurnScore) if e.turn_id == 3]
+        assert [e.frame for e in scores] == list(range(20))
+        assert all(0.0 <= e.probability <= 1.0 for e in scores)
+        assert streamed.user_audio_s == pytest.approx(20 * 0.08) and streamed.steps == 8
+
+        w.submit(ev.Reset())
+        rec.wait_for(ev.Status, where=lambda e: e.state == "idle")
+        w.submit(ev.Respond(speech, max_steps=8, early_stop=False, turn_id=4))
+        whole = rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 4)
+        pcm = {t: np.concatenate([e.pcm for e in rec.of(ev.AgentAudio) if e.turn_id == t]) for t in (3, 4)}
+        np.testing.assert_array_equal(pcm[3], pcm[4])
+        assert streamed.text == whole.text
+        final = {t: [e.text for e in rec.of(ev.UserText) if e.turn_id == t and e.final] for t in (3, 4)}
+        assert final[3] == final[4]
+    finally:
+        assert w.shutdown(timeout=10.0)
+
+
+def test_a_streamed_turn_without_the_speech_to_text_model_says_so_once(worker):
+    for turn_id in (5, 6):
+        worker.submit(ev.StartTurn(np.zeros(3 * FRAME_SIZE, np.float32), max_steps=2, early_stop=False,
+                                   turn_id=turn_id))
+        worker.submit(ev.EndTurn(turn_id, "silence"))
+        worker.rec.wait_for(ev.TurnFinished, where=lambda e, t=turn_id: e.turn_id == t)
+    notices = [e for e in worker.rec.of(ev.Notice) if e.kind == "semantic"]
+    assert len(notices) == 1 and "speech-to-text" in notices[0].message and "silence" in notices[0].message
+    scores = [e for e in worker.rec.of(ev.EndOfTurnScore) if e.turn_id == 5]
+    assert len(scores) == 3 and all(np.isnan(e.probability) for e in scores)
+    worker.submit(ev.EndTurn(5, "silence"))  # a late end of a finished turn is ignored
+    worker.submit(ev.Respond(np.zeros(FRAME_SIZE, np.float32), max_steps=2, early_stop=False, turn_id=7))
+    assert worker.rec.wait_for(ev.TurnFinished, where=lambda e: e.turn_id == 7).steps == 2
