@@ -91,6 +91,7 @@ def create_window(store=None, audio=None, test_input: np.ndarray | None = None, 
     if audio is None:
         audio = make_audio(settings, test_input, speed)
     bridge = EngineBridge(audio, VadConfig(end_silence_s=settings.vad_end_silence_s, threshold=settings.vad_threshold))
+    bridge.set_end_of_turn(settings.end_of_turn)
     # New settings reopen the same sound card (the real one, or a test device) with new devices.
     window = MainWindow(bridge, store, audio_factory=lambda s: make_audio(s, backend=bridge.audio.backend))
     window.setWindowIcon(app_icon())

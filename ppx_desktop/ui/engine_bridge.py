@@ -144,6 +144,10 @@ class EngineBridge(QObject):
     def set_vad(self, vad: VadConfig) -> None:
         self.controller.set_vad(vad)
 
+    def set_end_of_turn(self, mode: str) -> None:
+        """Hands-free turns end after a silence, or when the speech-to-text model hears the user finish."""
+        self.controller.set_end_of_turn(mode)
+
     def press(self) -> None:
         self.controller.press()
 

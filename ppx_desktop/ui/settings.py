@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QSettings
 
+from ..session.semantic_turn import END_OF_TURN_MODES
+
 log = logging.getLogger(__name__)
 
 MODES = ("ptt", "handsfree", "duplex")
@@ -48,6 +50,7 @@ class Key(str, enum.Enum):
     VOLUME = "audio/volume"
     VAD_THRESHOLD = "audio/vad_threshold"
     VAD_END_SILENCE = "audio/vad_end_silence_s"
+    END_OF_TURN = "audio/end_of_turn"
     TEMP_TEXT = "sampling/temp_text"
     TOP_K_TEXT = "sampling/top_k_text"
     TEMP_AUDIO = "sampling/temp_audio"
@@ -81,6 +84,7 @@ class AppSettings:
     volume: float = 1.0  # output volume, 0..1
     vad_threshold: float = 0.5
     vad_end_silence_s: float = 1.5
+    end_of_turn: str = "silence"  # hands-free: "semantic" ends a turn when the speech-to-text model hears you finish
     temp_text: float = 0.7
     top_k_text: int = 25
     temp_audio: float = 0.8
@@ -175,6 +179,7 @@ _FIELDS = {
     "volume": (Key.VOLUME, _float_range(0.0, 1.0)),
     "vad_threshold": (Key.VAD_THRESHOLD, _float_range(0.0, 1.0)),
     "vad_end_silence_s": (Key.VAD_END_SILENCE, _float_range(0.2, 5.0)),
+    "end_of_turn": (Key.END_OF_TURN, _choice(END_OF_TURN_MODES)),
     "temp_text": (Key.TEMP_TEXT, _float_range(0.0, 2.0)),
     "top_k_text": (Key.TOP_K_TEXT, _int_range(0, 1000)),
     "temp_audio": (Key.TEMP_AUDIO, _float_range(0.0, 2.0)),

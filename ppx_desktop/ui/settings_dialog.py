@@ -32,6 +32,8 @@ from ..audio.soundserver import ServerDevice
 from .settings import CONTEXTS, DEVICES, DTYPES, HISTORY_SECONDS, QUANTS, AppSettings
 from .widgets.meters import LevelBar
 
+END_OF_TURN_CHOICES = [("silence", "After you pause (the silence above)"),
+                       ("semantic", "When you finish your sentence (needs the transcript)")]
 CONTEXT_CHOICES = [(f"{s}", f"Keep the persona and the last {s} s of conversation") for s in HISTORY_SECONDS] + [
     ("scroll", "Scroll like the reference (the persona fades after 4 minutes)")]
 # PortAudio's names for a sound server (listed by their own names instead when the server answers).
@@ -134,8 +136,13 @@ class SettingsDialog(QDialog):
         self.end_silence.setSuffix(" s")
         self.end_silence.setValue(settings.vad_end_silence_s)
         self.end_silence.setToolTip("How long you pause before the agent answers")
+        self.end_of_turn = _combo("endOfTurn", END_OF_TURN_CHOICES, settings.end_of_turn)
+        self.end_of_turn.setToolTip("When you finish your sentence: the speech-to-text model hears that you are done "
+                                    "and the agent answers after a short pause; a pause in the middle of a sentence "
+                                    "waits for the silence above. Without the transcript, turns end after the silence.")
         form.addRow("Speech threshold", self.vad_threshold)
         form.addRow("Silence before answering", self.end_silence)
+        form.addRow("Your turn ends", self.end_of_turn)
         layout.addWidget(turns)
 
         memory = QGroupBox("Long conversations")
@@ -266,7 +273,7 @@ class SettingsDialog(QDialog):
                                                      "early_stop", "model_dir", "geometry")}
         fresh = SettingsDialog(AppSettings(**keep))
         for name in ("input_device", "output_device", "echo", "context", "device", "dtype", "quant", "offload",
-                     "context_frames"):
+                     "context_frames", "end_of_turn"):
             getattr(self, name).setCurrentIndex(getattr(fresh, name).currentIndex())
         for name in ("vad_threshold", "end_silence", "temp_text", "top_k_text", "temp_audio", "top_k_audio", "seed"):
             getattr(self, name).setValue(getattr(fresh, name).value())
@@ -279,7 +286,8 @@ class SettingsDialog(QDialog):
             self._base,
             input_device=self.input_device.currentData(), output_device=self.output_device.currentData(),
             echo=self.echo.currentData(), vad_threshold=round(self.vad_threshold.value(), 2),
-            vad_end_silence_s=round(self.end_silence.value(), 2), temp_text=self.temp_text.value(),
+            vad_end_silence_s=round(self.end_silence.value(), 2), end_of_turn=self.end_of_turn.currentData(),
+            temp_text=self.temp_text.value(),
             top_k_text=self.top_k_text.value(), temp_audio=self.temp_audio.value(),
             top_k_audio=self.top_k_audio.value(), seed=-1 if self.random_seed.isChecked() else self.seed.value(),
             device=self.device.currentData(), dtype=self.dtype.currentData(), quant=self.quant.currentData(),

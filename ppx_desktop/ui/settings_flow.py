@@ -41,6 +41,7 @@ def apply(window, new: AppSettings) -> None:
     old, window.settings = window.settings, new
     bridge = window.bridge
     bridge.set_vad(VadConfig(end_silence_s=new.vad_end_silence_s, threshold=new.vad_threshold))
+    bridge.set_end_of_turn(new.end_of_turn)
     if (old.input_device, old.output_device) != (new.input_device, new.output_device) \
             and window.audio_factory is not None:
         try:

@@ -13,6 +13,7 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ppx_desktop.session import events as ev
+from ppx_desktop.session.controller import UserTurn
 from ppx_desktop.ui.app import choose_model, create_window, first_run_gpu_message
 from ppx_desktop.ui.setup_dialog import SetupDialog
 from ppx_desktop.ui.transcript_model import spoken
@@ -254,3 +255,30 @@ def test_the_users_words_appear_during_the_turn_and_are_saved(qtbot, window, tmp
     said = [t for t in saved["turns"] if t["speaker"] == "user"]
     assert said[0]["text"] == lines[-1].text and "words_s" in said[0]
     assert lines[-1].text in (tmp_path / "saved" / "transcript.md").read_text()
+
+
+@pytest.mark.slow
+def test_hands_free_semantic_turns_stream_the_users_words_and_are_answered(qtbot, window):
+    """Hands-free with "when you finish your sentence": the turn goes to the model while the user
+    speaks (their words grow in the window before the turn ends), every frame is scored, the turn
+    ends (random tiny weights: by the model or by the silence) and the agent answers."""
+    speech, _ = sf.read(SPEECH, dtype="float32")
+    seen: list = []
+    window.bridge.event.connect(lambda e: seen.append(e) if isinstance(
+        e, (ev.UserText, ev.EndOfTurnScore, ev.TurnFinished, UserTurn)) else None)
+    window.bridge.set_end_of_turn("semantic")
+    window.length.set_value(20, False)
+    window.modes.set_mode("handsfree")
+    window.toggle_listening()
+    qtbot.waitUntil(lambda: window.talk.word == "listening", timeout=20_000)
+    device(window).say(np.concatenate([speech, np.zeros(24_000 * 2, np.float32)]))
+    qtbot.waitUntil(lambda: any(isinstance(e, ev.TurnFinished) for e in seen), timeout=180_000)
+    ended = next(i for i, e in enumerate(seen) if isinstance(e, UserTurn))
+    assert seen[ended].ended_by in ("semantic", "silence")
+    before_end = seen[:ended]
+    assert sum(isinstance(e, ev.EndOfTurnScore) for e in before_end) >= 10  # scored while the user spoke
+    assert any(isinstance(e, ev.UserText) and not e.final for e in before_end)  # words grew during the turn
+    done = next(e for e in seen if isinstance(e, ev.TurnFinished))
+    assert done.end != "cancelled" and done.steps > 0 and done.user_audio_s > 1.0
+    user = next(e for e in window.transcript.entries if e.speaker == "user")
+    assert user.shown_text and not window.banner.has("error")

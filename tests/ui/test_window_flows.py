@@ -12,7 +12,7 @@ import pytest
 from audio.audio_fakes import FakeSoundDevice
 from PySide6.QtCore import QTimer
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
+from PySide6.QtWidgets import QApplication, QComboBox, QFileDialog, QMessageBox
 
 from ppx_desktop.audio import AudioConfig, AudioIO
 from ppx_desktop.audio.stream import AudioEvent
@@ -414,3 +414,18 @@ def test_engine_settings_say_when_they_apply_and_offer_to_reload(qtbot, make_win
     reload.click()
     assert not win.banner.has("engine") and not win.model_ready
     qtbot.waitUntil(lambda: win.model_ready, timeout=240_000)
+
+
+def test_the_end_of_turn_choice_applies_at_once_and_is_remembered(qtbot, make_window, store):
+    from ppx_desktop.ui.settings_dialog import SettingsDialog
+
+    win = make_window()
+    assert win.bridge.controller.end_of_turn == "silence"
+    dialog = SettingsDialog(win.settings)
+    qtbot.addWidget(dialog)
+    combo = dialog.findChild(QComboBox, "endOfTurn")
+    combo.setCurrentIndex(combo.findData("semantic"))
+    win.apply_settings(dialog.result_settings())
+    # Applied on the capture thread, in order with everything else.
+    qtbot.waitUntil(lambda: win.bridge.controller.end_of_turn == "semantic", timeout=10_000)
+    assert load_settings(store).end_of_turn == "semantic"
