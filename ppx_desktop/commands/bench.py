@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--prompt", action="store_true", help="instead: a new conversation's prompt phases, stepwise and "
                    "batched, and a context refresh (commands/bench_prompt.py)")
+    from .bench_turns import add_arguments as end_of_turn_arguments
+
+    end_of_turn_arguments(p)
 
 
 def _stats(times: list[float]) -> dict:
@@ -228,6 +231,10 @@ def run(args: argparse.Namespace) -> int:
         from .bench_prompt import run as run_prompt
 
         return run_prompt(args)
+    if args.end_of_turn:
+        from .bench_turns import run as run_end_of_turn
+
+        return run_end_of_turn(args)
     if args.device == "meta" and not args.memory:
         raise ValueError("--device meta runs no arithmetic: use it with --memory")
     with torch.no_grad():
