@@ -281,6 +281,7 @@ class ConversationController:
             self._apply_commands()
             if self._duplex_turn:
                 self._stop_duplex()
+            self._abort_live_turn()  # the microphone goes away (closing, new devices): its turn is not answered
 
     def _apply_commands(self) -> None:
         while True:
