@@ -28,15 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stt_dir(args) -> Path:
-    from ..assets.stt_model import find_stt_dir
     from ..cli import UserError
-    from ..engine.stt_config import STT_CONFIG
+    from ..session.transcription import find_stt_model
 
     if args.stt_model_dir is not None:
         return args.stt_model_dir
-    if args.model_dir is not None and (args.model_dir / "stt" / STT_CONFIG).is_file():
-        return args.model_dir / "stt"
-    found = find_stt_dir()
+    found = find_stt_model(args.model_dir)  # the app's own lookup: DIR/stt, else the download
     if found is None:
         raise UserError("the semantic end of turn needs the speech-to-text model: run `ppx-desktop download "
                         "--with-transcription`, or pass --stt-model-dir (a make-tiny-model directory's stt/ works)")

@@ -51,16 +51,14 @@ class TurnFrames:
 
     def __init__(self, capacity: int = 1000):
         self.capacity = capacity
-        self.dropped = 0
         self._frames: collections.deque[tuple[int, np.ndarray]] = collections.deque()
         self._cond = threading.Condition()
 
     def put(self, turn_id: int, frame: np.ndarray) -> None:
         frame = np.asarray(frame, dtype=np.float32).reshape(-1)
         with self._cond:
-            if len(self._frames) >= self.capacity:
+            if len(self._frames) >= self.capacity:  # only past the worker's own turn limit
                 self._frames.popleft()
-                self.dropped += 1
             self._frames.append((turn_id, frame))
             self._cond.notify()
 
@@ -79,6 +77,3 @@ class TurnFrames:
     def _discard_older(self, turn_id: int) -> None:
         while self._frames and self._frames[0][0] < turn_id:
             self._frames.popleft()
-
-    def __len__(self) -> int:
-        return len(self._frames)

@@ -46,10 +46,8 @@ class SemanticEndOfTurn:
 
     def reset(self) -> None:
         self._run = 0
-        self.last = math.nan
 
     def push(self, probability: float, silence_s: float) -> bool:
-        self.last = probability
         if math.isnan(probability) or probability < self.rule.threshold:
             self._run = 0
             return False

@@ -90,13 +90,12 @@ class TurnTimingReport:
 
 
 def time_turn_ends(audio: np.ndarray, probabilities: tp.Sequence[float], vad: VadConfig,
-                   rule: SemanticTurnRule | None = None, detector: TurnDetector | None = None) -> TurnTimingReport:
+                   rule: SemanticTurnRule | None = None) -> TurnTimingReport:
     """Both detectors over `audio` (24 kHz, whole frames as `probabilities` has entries: one per
-    frame). `detector` may bring its own VAD model (tests)."""
+    frame)."""
     x = np.asarray(audio, dtype=np.float32).reshape(-1)
     n = min(len(probabilities), len(x) // FRAME_SIZE)
-    detector = detector or TurnDetector(vad)
-    detector.reset()
+    detector = TurnDetector(vad)
     semantic = SemanticEndOfTurn(rule)
     report = TurnTimingReport(vad.end_silence_s, semantic.rule, n / FRAME_RATE)
     fired: float | None = None
