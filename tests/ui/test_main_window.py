@@ -269,6 +269,11 @@ def test_hands_free_semantic_turns_stream_the_users_words_and_are_answered(qtbot
     seen: list = []
     window.bridge.event.connect(lambda e: seen.append(e) if isinstance(
         e, (ev.UserText, ev.EndOfTurnScore, ev.TurnFinished, UserTurn)) else None)
+    from ppx_desktop.audio.vad import VadConfig
+
+    # The silence fallback is set far out (5 s), so a worker slowed down by a busy machine (its
+    # scores arriving late) still sees the turn end by the score, not by the silence.
+    window.bridge.controller.set_vad(VadConfig(end_silence_s=5.0))
     window.bridge.controller.set_end_of_turn("semantic", SemanticTurnRule(threshold=0.01, hold_frames=1))
     window.length.set_value(20, False)
     window.modes.set_mode("handsfree")
